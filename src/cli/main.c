@@ -1,0 +1,26 @@
+/* main.c - `parallax`: dispatches to a subcommand (see cli.h). */
+#include "cli.h"
+#include <stdio.h>
+#include <string.h>
+
+static const px_command commands[] = {
+    {"generate", px_cmd_generate, "generate text with a model on this machine"},
+};
+
+static void print_usage(FILE *f) {
+    fprintf(f, "usage: parallax COMMAND [options]   (parallax COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "parallax: unknown command '%s'\n", argv[1]);
+    print_usage(stderr);
+    return 2;
+}
