@@ -20,7 +20,8 @@
  *     one-layer floor per stage when plain water-filling would leave one empty
  *     (every node the search picked is needed for capacity).
  *  6. Leftover nodes (largest first) replicate the most needed window of their
- *     group's layers (place.c), or stay on standby. */
+ *     group's layers (place.c), or stay on standby. With no pipeline, the plan
+ *     still succeeds when manual slices and replicas chain from 0 to L. */
 #include "cluster_internal.h"
 #include "alloc_search.h"
 #include <stdlib.h>
@@ -550,11 +551,12 @@ static void place_leftovers(planner *P) {
 
 /* ---------------- failure ---------------- */
 
-static bool manual_slices_chain(const planner *P) {
+/* Whether the slices so far (manual ones, replicas) chain from 0 to L. */
+static bool slices_chain(const planner *P) {
     px_span *spans = px_malloc((size_t)(P->n + 1) * sizeof *spans);
     int n = 0;
     for (int i = 0; i < P->n; i++)
-        if (P->out->role[i] == PX_SLICE_MANUAL) spans[n++] = (px_span){P->out->start[i], P->out->end[i], 1};
+        if (P->out->start[i] >= 0) spans[n++] = (px_span){P->out->start[i], P->out->end[i], 1};
     bool ok = n > 0 && px_spans_chain(spans, n, P->L);
     free(spans);
     return ok;
@@ -634,11 +636,10 @@ int px_alloc_plan(const px_node_info *nodes, int n, const px_model_cost *cost, c
         free(c.from);
         for (int g = 0; g < P.n_groups; g++) build_group_pipelines(&P, &P.groups[g]);
         if (out->n_pipelines == 0) form_one_pipeline_directly(&P);
-        if (out->n_pipelines == 0 && !manual_slices_chain(&P)) {
+        if (p->place_leftovers) place_leftovers(&P);
+        if (out->n_pipelines == 0 && !slices_chain(&P)) {
             explain_no_pipeline(&P);
             rc = -1;
-        } else if (p->place_leftovers) {
-            place_leftovers(&P);
         }
     }
     free_planner(&P);

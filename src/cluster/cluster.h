@@ -295,6 +295,7 @@ typedef struct {
     int load, max_load;
     double last_seen;
     bool manual;
+    px_layer_capacity capacity; /* layers it can hold, by position */
 } px_node_status;
 
 typedef struct px_cluster px_cluster;

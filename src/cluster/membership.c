@@ -333,11 +333,8 @@ int px_cluster_join(px_cluster *c, const px_node_info *info, double now, px_chan
     m->last_seen = now;
     m->manual = manual > 0;
     forget_rtts(c, slot);
-    if (m->manual) {
-        set_slice(c, slot, info->manual_start, info->manual_end, out);
-        return 0;
-    }
-    place_newcomer(c, slot, out);
+    if (m->manual) set_slice(c, slot, info->manual_start, info->manual_end, out);
+    else place_newcomer(c, slot, out);
     if (!px_cluster_has_full_pipeline(c)) reallocate_everyone(c, out);
     else form_pipelines_from_standby(c, out);
     return 0;
@@ -467,5 +464,6 @@ int px_cluster_node_status(const px_cluster *c, int slot, px_node_status *out) {
                                     : m->info.max_load;
     out->last_seen = m->last_seen;
     out->manual = m->manual;
+    px_node_layer_capacity(&m->info, &c->cost, c->p.kv_reserve, &out->capacity);
     return 0;
 }

@@ -81,8 +81,10 @@ static int take_flag(plan_flags *f, int argc, char **argv, int *i) {
     else if (!strcmp(flag, "--no-leftovers")) f->p.place_leftovers = false;
     else {
         bool ok;
+        plan_flags probe = *f;
+        if (!take_valued_flag(&probe, flag, "1", &ok)) return usage_error(flag, "unknown flag");
         if (*i + 1 >= argc) return usage_error(flag, "needs a value");
-        if (!take_valued_flag(f, flag, argv[*i + 1], &ok)) return usage_error(flag, "unknown flag");
+        take_valued_flag(f, flag, argv[*i + 1], &ok);
         (*i)++;
         if (!ok) return usage_error(flag, "bad value");
     }
