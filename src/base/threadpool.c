@@ -70,7 +70,7 @@ static void *worker_main(void *p) {
     px_pool *pool = wa->pool;
     int index = wa->index;
     free(wa);
-    unsigned seen = atomic_load(&pool->generation);
+    unsigned seen = 0; /* the generation at creation: a job published before we got here is still ours */
     for (;;) {
         seen = wait_for_new_generation(pool, seen);
         if (pool->stopping) return NULL;

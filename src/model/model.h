@@ -72,6 +72,39 @@ bool px_model_is_first(const px_model *m); /* start == 0: takes token ids */
 bool px_model_is_last(const px_model *m);  /* end == n_layers: gives logits */
 size_t px_model_weight_bytes(const px_model *m);
 
+/* ---- safetensors: the tensor index of a model directory ----
+ * px_st_open() reads the headers of DIR/model.safetensors, or of every shard
+ * named by DIR/model.safetensors.index.json, validating each entry (dtype,
+ * shape, offsets inside the file). px_st_map() maps one tensor's bytes. */
+typedef struct {
+    char *name;
+    int dtype;          /* px_dtype, or -1 for a dtype we do not compute with */
+    char dtype_name[16];
+    int n_dims;
+    int64_t shape[8];
+    uint64_t offset;    /* absolute offset of the data in its file */
+    uint64_t nbytes;
+    int file;           /* index into the file list */
+} px_st_tensor;
+
+typedef struct px_safetensors px_safetensors;
+
+/* A read-only mapping of one tensor; release with px_st_unmap(). */
+typedef struct {
+    void *base;
+    size_t length;
+    const void *data;
+} px_st_mapping;
+
+px_safetensors *px_st_open(const char *dir);
+void px_st_close(px_safetensors *st);
+int px_st_count(const px_safetensors *st);
+const px_st_tensor *px_st_at(const px_safetensors *st, int i);
+const px_st_tensor *px_st_find(const px_safetensors *st, const char *name);
+const char *px_st_file_path(const px_safetensors *st, int file);
+int px_st_map(const px_safetensors *st, const px_st_tensor *t, px_st_mapping *out);
+void px_st_unmap(px_st_mapping *m);
+
 /* ---- KV cache: a pool of fixed-size blocks shared by all sequences ----
  * Layout: k, v = [n_blocks][n_layers][block_size][kv_dim] f32, where
  * n_layers is the number of layers in the slice. A sequence owns a block

@@ -186,3 +186,14 @@ void px_matmul(px_pool *pool, float *y, const float *x, int64_t M, const px_weig
     int64_t grain = PX_MAX((int64_t)16, (int64_t)(65536 / PX_MAX((int64_t)1, w->cols * M)));
     px_pool_run(pool, w->rows, grain, matmul_rows, &job);
 }
+
+float px_dot(const float *a, const float *b, int64_t n) {
+#ifdef PX_HAVE_X86
+    if (cpu_has_avx2_fma()) return dot_avx2(a, b, n);
+#endif
+    return dot_portable(a, b, n);
+}
+
+void px_axpy(float *y, float alpha, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}

@@ -49,6 +49,11 @@ typedef struct {
  * x: [M, K] f32 with row stride K; y: [M, N] f32. */
 void px_matmul(px_pool *pool, float *y, const float *x, int64_t M, const px_weight *w, const float *bias);
 
+/* sum_k a[k] * b[k], summed in the same order as px_matmul's dot products. */
+float px_dot(const float *a, const float *b, int64_t n);
+/* y[i] += alpha * x[i] */
+void px_axpy(float *y, float alpha, const float *x, int64_t n);
+
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], for `rows` rows of n. In place allowed. */
 void px_rmsnorm(float *out, const float *x, const float *weight, int64_t rows, int64_t n, float eps);
 
