@@ -43,3 +43,18 @@ if [ ! -f "$stamp" ] || [ "$root/oracles/package.json" -nt "$stamp" ] || \
 else
   echo "setup: npm packages already installed"
 fi
+
+# llama.h/ggml.h for tools/llama_oracle: the prebuilt libllama of
+# @node-llama-cpp/linux-x64 ships no headers; npm node-llama-cpp of the same
+# version carries the llama.cpp source it was built from. Only its tarball is
+# fetched (npm pack: no dependencies, no install scripts, none of the CUDA/Vulkan
+# binary packages a full install would pull in); tools/llama_oracle.cmake
+# extracts the headers into the build folder.
+nlc_version=$(node -p "require('$root/oracles/node_modules/@node-llama-cpp/linux-x64/package.json').version")
+vendor="$root/oracles/node_modules/.parallax-vendor"
+if [ ! -f "$vendor/node-llama-cpp-$nlc_version.tgz" ]; then
+  echo "setup: fetching node-llama-cpp@$nlc_version (llama.cpp headers for the oracle)"
+  rm -rf "$vendor/partial" && mkdir -p "$vendor/partial"
+  (cd "$vendor/partial" && npm pack "node-llama-cpp@$nlc_version" --loglevel=error >/dev/null)
+  mv "$vendor/partial/node-llama-cpp-$nlc_version.tgz" "$vendor/" && rmdir "$vendor/partial"
+fi
