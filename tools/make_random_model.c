@@ -1,0 +1,813 @@
+/* make_random_model.c - test tooling: writes a random-weight transformer in the
+ * shape of a real model, as a Hugging Face directory (config.json +
+ * safetensors, optionally sharded) and/or as a GGUF file that llama.cpp loads,
+ * both holding exactly the same weight values.
+ *
+ *   make_random_model --shape qwen3-0.6b --hf-out DIR --gguf-out FILE.gguf
+ *   make_random_model --shape tiny-llama --hf-out DIR --hf-dtype f32 --shards 3
+ *   make_random_model --arch qwen3 --hidden 256 --layers 4 ... (explicit dims)
+ *
+ * Values: every tensor draws from its own stream, a xoshiro256** generator
+ * seeded (through splitmix64) with the global seed mixed with the FNV-1a hash
+ * of the tensor's Hugging Face name, so the values of a tensor do not depend
+ * on which other tensors exist or on the sharding. Normals come from the
+ * Marsaglia polar method in double precision.
+ *   - matrices, embeddings, lm_head and biases: N(0, std^2), std = 0.02 for
+ *     the full-size shapes, 0.2 for the tiny ones (--std overrides)
+ *   - RMSNorm weights (input/post-attention/final norm, Qwen3 q_norm/k_norm):
+ *     1.0 + N(0, norm_std^2), norm_std = 0.1 by default (--norm-std 0 gives
+ *     exactly 1.0). The noise makes a forward pass that skips or misplaces a
+ *     norm weight visible in the logits.
+ * Each value is rounded once to the Hugging Face dtype (--hf-dtype, default
+ * bf16, round to nearest even); the GGUF stores that rounded value in F32,
+ * which is exact for bf16 and f16.
+ *
+ * GGUF conventions (those of llama.cpp's convert_hf_to_gguf.py, which we
+ * follow, not copy):
+ *   - ggml lists dimensions innermost first: an HF weight [out, in] is
+ *     ne = {in, out} with the same bytes.
+ *   - Llama/Mistral: HF q_proj/k_proj rows are in the rotate_half (NeoX)
+ *     layout, llama.cpp's "llama" architecture rotates adjacent pairs, so the
+ *     rows of each head are permuted: GGUF row 2j+s of a head is HF row
+ *     s*head_dim/2 + j. Qwen2/Qwen3 use NeoX rope in llama.cpp: no permutation.
+ *   - Llama-3 rope scaling is a "rope_freqs.weight" tensor [head_dim/2] of
+ *     per-frequency divisors (1, factor, or the smooth blend in between).
+ *   - The vocabulary is "no_vocab" with <arch>.vocab_size: llama.cpp then
+ *     creates vocab_size dummy tokens; the oracle feeds token ids directly.
+ */
+#include "px_base.h"
+#include "tensor.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ------------------------------------------------------------------ PRNG */
+
+typedef struct {
+    uint64_t s[4];
+    bool has_spare;
+    double spare;
+} px_rng;
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t fnv1a64(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    return h;
+}
+
+static void rng_seed(px_rng *r, uint64_t seed, const char *name) {
+    uint64_t x = seed ^ fnv1a64(name);
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    r->has_spare = false;
+    r->spare = 0.0;
+}
+
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t rng_next(px_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl64(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+/* uniform in (-1, 1) */
+static inline double rng_sym(px_rng *r) { return (double)(int64_t)rng_next(r) * 0x1p-63; }
+
+/* standard normal, Marsaglia polar method */
+static inline double rng_normal(px_rng *r) {
+    if (r->has_spare) {
+        r->has_spare = false;
+        return r->spare;
+    }
+    double u, v, q;
+    do {
+        u = rng_sym(r);
+        v = rng_sym(r);
+        q = u * u + v * v;
+    } while (q >= 1.0 || q == 0.0);
+    double m = sqrt(-2.0 * log(q) / q);
+    r->spare = v * m;
+    r->has_spare = true;
+    return u * m;
+}
+
+/* ---------------------------------------------------------------- shapes */
+
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_MISTRAL } arch_t;
+
+typedef struct {
+    const char *name;
+    arch_t arch;
+    int hidden, layers, heads, kv_heads, head_dim, inter, vocab, max_pos;
+    double rope_theta, eps;
+    bool tied;
+    bool llama3_scaling;
+    double rope_factor, low_freq, high_freq;
+    int orig_max_pos;
+    int bos, eos;
+    double std; /* default std of matrices, embeddings and biases */
+} shape_t;
+
+static const shape_t shapes[] = {
+    {"qwen3-0.6b", ARCH_QWEN3, 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1000000.0, 1e-6, true,
+     false, 0, 0, 0, 0, 151643, 151645, 0.02},
+    {"llama-3.2-1b", ARCH_LLAMA, 2048, 16, 32, 8, 64, 8192, 128256, 131072, 500000.0, 1e-5, true,
+     true, 32.0, 1.0, 4.0, 8192, 128000, 128001, 0.02},
+    /* tiny shapes for fast tests; head_dim != hidden/heads where the arch allows it.
+     * Their std is 0.2: with std 0.02 a tied tiny model only repeats its last
+     * input token, which makes greedy continuations a weak test. */
+    {"tiny-qwen3", ARCH_QWEN3, 64, 2, 4, 2, 32, 128, 300, 4096, 1000000.0, 1e-6, true,
+     false, 0, 0, 0, 0, 1, 2, 0.2},
+    /* llama3 scaling with a short original context, so positions ~100 feel it */
+    {"tiny-llama", ARCH_LLAMA, 128, 3, 4, 2, 32, 256, 320, 2048, 500000.0, 1e-5, false,
+     true, 8.0, 1.0, 4.0, 64, 1, 2, 0.2},
+    {"tiny-qwen2", ARCH_QWEN2, 96, 2, 6, 2, 16, 192, 300, 4096, 1000000.0, 1e-6, true,
+     false, 0, 0, 0, 0, 1, 2, 0.2},
+    {"tiny-mistral", ARCH_MISTRAL, 128, 2, 8, 4, 16, 224, 300, 4096, 1000000.0, 1e-5, false,
+     false, 0, 0, 0, 0, 1, 2, 0.2},
+};
+
+static const char *arch_hf_name(arch_t a) {
+    switch (a) {
+    case ARCH_LLAMA: return "LlamaForCausalLM";
+    case ARCH_QWEN2: return "Qwen2ForCausalLM";
+    case ARCH_QWEN3: return "Qwen3ForCausalLM";
+    case ARCH_MISTRAL: return "MistralForCausalLM";
+    }
+    return "?";
+}
+static const char *arch_model_type(arch_t a) {
+    switch (a) {
+    case ARCH_LLAMA: return "llama";
+    case ARCH_QWEN2: return "qwen2";
+    case ARCH_QWEN3: return "qwen3";
+    case ARCH_MISTRAL: return "mistral";
+    }
+    return "?";
+}
+/* llama.cpp's architecture name: Mistral runs as "llama" there */
+static const char *arch_gguf_name(arch_t a) {
+    switch (a) {
+    case ARCH_LLAMA:
+    case ARCH_MISTRAL: return "llama";
+    case ARCH_QWEN2: return "qwen2";
+    case ARCH_QWEN3: return "qwen3";
+    }
+    return "?";
+}
+static bool arch_permutes_qk(arch_t a) { return a == ARCH_LLAMA || a == ARCH_MISTRAL; }
+
+/* --------------------------------------------------------------- tensors */
+
+typedef enum { KIND_WEIGHT, KIND_NORM, KIND_ROPE_FREQS } tensor_kind;
+
+typedef struct {
+    char hf_name[96];   /* "" for GGUF-only tensors */
+    char gguf_name[64];
+    int64_t rows, cols; /* HF shape [rows, cols]; cols == 0 means 1-D [rows] */
+    tensor_kind kind;
+    int permute_heads;  /* > 0: permute rows per head for llama.cpp's rope */
+    int shard;          /* index of the safetensors file */
+    uint64_t st_offset; /* offset in its safetensors data section */
+    uint64_t gguf_offset;
+} tensor_t;
+
+typedef struct {
+    tensor_t *v;
+    int n, cap;
+} tensor_list;
+
+static tensor_t *add_tensor(tensor_list *l, const char *hf, const char *gguf, int64_t rows, int64_t cols,
+                            tensor_kind kind) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = px_realloc(l->v, (size_t)l->cap * sizeof(tensor_t));
+    }
+    tensor_t *t = &l->v[l->n++];
+    memset(t, 0, sizeof(*t));
+    snprintf(t->hf_name, sizeof(t->hf_name), "%s", hf);
+    snprintf(t->gguf_name, sizeof(t->gguf_name), "%s", gguf);
+    t->rows = rows;
+    t->cols = cols;
+    t->kind = kind;
+    return t;
+}
+
+static int64_t tensor_numel(const tensor_t *t) { return t->cols ? t->rows * t->cols : t->rows; }
+
+static void build_tensors(const shape_t *s, tensor_list *l) {
+    char hf[96], gg[64];
+    int64_t q_dim = (int64_t)s->heads * s->head_dim, kv_dim = (int64_t)s->kv_heads * s->head_dim;
+    bool perm = arch_permutes_qk(s->arch);
+    add_tensor(l, "model.embed_tokens.weight", "token_embd.weight", s->vocab, s->hidden, KIND_WEIGHT);
+    for (int i = 0; i < s->layers; i++) {
+#define T(hfsuf, ggsuf, r, c, k)                                   \
+    (snprintf(hf, sizeof(hf), "model.layers.%d.%s", i, hfsuf),     \
+     snprintf(gg, sizeof(gg), "blk.%d.%s", i, ggsuf), add_tensor(l, hf, gg, r, c, k))
+        T("input_layernorm.weight", "attn_norm.weight", s->hidden, 0, KIND_NORM);
+        T("self_attn.q_proj.weight", "attn_q.weight", q_dim, s->hidden, KIND_WEIGHT)->permute_heads =
+            perm ? s->heads : 0;
+        T("self_attn.k_proj.weight", "attn_k.weight", kv_dim, s->hidden, KIND_WEIGHT)->permute_heads =
+            perm ? s->kv_heads : 0;
+        T("self_attn.v_proj.weight", "attn_v.weight", kv_dim, s->hidden, KIND_WEIGHT);
+        if (s->arch == ARCH_QWEN2) {
+            T("self_attn.q_proj.bias", "attn_q.bias", q_dim, 0, KIND_WEIGHT);
+            T("self_attn.k_proj.bias", "attn_k.bias", kv_dim, 0, KIND_WEIGHT);
+            T("self_attn.v_proj.bias", "attn_v.bias", kv_dim, 0, KIND_WEIGHT);
+        }
+        T("self_attn.o_proj.weight", "attn_output.weight", s->hidden, q_dim, KIND_WEIGHT);
+        if (s->arch == ARCH_QWEN3) {
+            T("self_attn.q_norm.weight", "attn_q_norm.weight", s->head_dim, 0, KIND_NORM);
+            T("self_attn.k_norm.weight", "attn_k_norm.weight", s->head_dim, 0, KIND_NORM);
+        }
+        T("post_attention_layernorm.weight", "ffn_norm.weight", s->hidden, 0, KIND_NORM);
+        T("mlp.gate_proj.weight", "ffn_gate.weight", s->inter, s->hidden, KIND_WEIGHT);
+        T("mlp.up_proj.weight", "ffn_up.weight", s->inter, s->hidden, KIND_WEIGHT);
+        T("mlp.down_proj.weight", "ffn_down.weight", s->hidden, s->inter, KIND_WEIGHT);
+#undef T
+    }
+    add_tensor(l, "model.norm.weight", "output_norm.weight", s->hidden, 0, KIND_NORM);
+    if (!s->tied) add_tensor(l, "lm_head.weight", "output.weight", s->vocab, s->hidden, KIND_WEIGHT);
+    if (s->llama3_scaling && arch_permutes_qk(s->arch)) /* llama.cpp arch "llama" */
+        add_tensor(l, "", "rope_freqs.weight", s->head_dim / 2, 0, KIND_ROPE_FREQS);
+}
+
+/* llama.cpp's per-frequency divisors for Llama-3 rope scaling (what HF's
+ * _compute_llama3_parameters does to inv_freq, expressed as a divisor). */
+static void llama3_rope_factors(const shape_t *s, float *out) {
+    int half = s->head_dim / 2;
+    double low_wavelen = s->orig_max_pos / s->low_freq, high_wavelen = s->orig_max_pos / s->high_freq;
+    for (int i = 0; i < half; i++) {
+        double freq = 1.0 / pow(s->rope_theta, (2.0 * i) / s->head_dim);
+        double wavelen = 2.0 * M_PI / freq;
+        double f;
+        if (wavelen < high_wavelen) f = 1.0;
+        else if (wavelen > low_wavelen) f = s->rope_factor;
+        else {
+            double smooth = (s->orig_max_pos / wavelen - s->low_freq) / (s->high_freq - s->low_freq);
+            f = 1.0 / ((1.0 - smooth) / s->rope_factor + smooth);
+        }
+        out[i] = (float)f;
+    }
+}
+
+/* ---------------------------------------------------------------- output */
+
+typedef struct {
+    double t0, last;
+    uint64_t done, total;
+    int last_pct;
+    bool quiet;
+} progress_t;
+
+static void progress_add(progress_t *p, uint64_t bytes) {
+    p->done += bytes;
+    if (p->quiet || p->total < (64u << 20)) return; /* small models: no progress lines */
+    double now = px_time_now();
+    int pct = (int)(100.0 * (double)p->done / (double)p->total);
+    if (pct / 10 != p->last_pct / 10 || now - p->last > 5.0 || p->done == p->total) {
+        fprintf(stderr, "make_random_model: %3d%% (%.2f of %.2f GB written, %.1f s)\n", pct,
+                (double)p->done / 1e9, (double)p->total / 1e9, now - p->t0);
+        p->last_pct = pct;
+        p->last = now;
+    }
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("make_random_model: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+typedef struct {
+    FILE *f;
+    char path[4096];
+} out_file;
+
+static void out_open(out_file *o, const char *path) {
+    snprintf(o->path, sizeof(o->path), "%s", path);
+    o->f = fopen(path, "wb");
+    if (!o->f) die("cannot create %s: %s", path, strerror(errno));
+    setvbuf(o->f, NULL, _IOFBF, 8 << 20);
+}
+static void out_write(out_file *o, const void *p, size_t n) {
+    if (n && fwrite(p, 1, n, o->f) != n) die("write to %s failed: %s", o->path, strerror(errno));
+}
+static void out_close(out_file *o) {
+    if (o->f && fclose(o->f) != 0) die("closing %s failed: %s", o->path, strerror(errno));
+    o->f = NULL;
+}
+static void out_zeros(out_file *o, size_t n) {
+    static const char z[64];
+    while (n) {
+        size_t k = n < sizeof(z) ? n : sizeof(z);
+        out_write(o, z, k);
+        n -= k;
+    }
+}
+
+/* ---- GGUF ---- */
+enum { GGUF_U32 = 4, GGUF_F32 = 6, GGUF_STRING = 8 };
+#define GGUF_ALIGN 32
+
+static void gguf_str(out_file *o, const char *s) {
+    uint64_t n = strlen(s);
+    out_write(o, &n, 8);
+    out_write(o, s, n);
+}
+static uint64_t gguf_n_kv; /* key-value pairs written so far */
+
+static void gguf_kv_u32(out_file *o, const char *k, uint32_t v) {
+    uint32_t t = GGUF_U32;
+    gguf_n_kv++;
+    gguf_str(o, k);
+    out_write(o, &t, 4);
+    out_write(o, &v, 4);
+}
+static void gguf_kv_f32(out_file *o, const char *k, float v) {
+    uint32_t t = GGUF_F32;
+    gguf_n_kv++;
+    gguf_str(o, k);
+    out_write(o, &t, 4);
+    out_write(o, &v, 4);
+}
+static void gguf_kv_str(out_file *o, const char *k, const char *v) {
+    uint32_t t = GGUF_STRING;
+    gguf_n_kv++;
+    gguf_str(o, k);
+    out_write(o, &t, 4);
+    gguf_str(o, v);
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* Writes the GGUF header, metadata and tensor infos; assigns gguf_offset. */
+static void gguf_write_header(out_file *o, const shape_t *s, tensor_list *l, const char *shape_name) {
+    char k[128];
+    const char *a = arch_gguf_name(s->arch);
+    uint64_t off = 0;
+    for (int i = 0; i < l->n; i++) {
+        l->v[i].gguf_offset = off;
+        off = align_up(off + (uint64_t)tensor_numel(&l->v[i]) * 4, GGUF_ALIGN);
+    }
+    uint32_t version = 3;
+    uint64_t n_tensors = (uint64_t)l->n, n_kv = 0;
+    out_write(o, "GGUF", 4);
+    out_write(o, &version, 4);
+    out_write(o, &n_tensors, 8);
+    out_write(o, &n_kv, 8); /* patched below once the pairs are counted */
+    gguf_n_kv = 0;
+    char name[128];
+    snprintf(name, sizeof(name), "parallax random %s", shape_name);
+    gguf_kv_str(o, "general.architecture", a);
+    gguf_kv_str(o, "general.name", name);
+    gguf_kv_u32(o, "general.alignment", GGUF_ALIGN);
+    gguf_kv_u32(o, "general.file_type", 0); /* all F32 */
+#define KU(suf, v) (snprintf(k, sizeof(k), "%s." suf, a), gguf_kv_u32(o, k, (uint32_t)(v)))
+#define KF(suf, v) (snprintf(k, sizeof(k), "%s." suf, a), gguf_kv_f32(o, k, (float)(v)))
+    KU("vocab_size", s->vocab);
+    KU("context_length", s->max_pos);
+    KU("embedding_length", s->hidden);
+    KU("block_count", s->layers);
+    KU("feed_forward_length", s->inter);
+    KU("attention.head_count", s->heads);
+    KU("attention.head_count_kv", s->kv_heads);
+    KU("attention.key_length", s->head_dim);
+    KU("attention.value_length", s->head_dim);
+    KU("rope.dimension_count", s->head_dim);
+    KF("rope.freq_base", s->rope_theta);
+    KF("attention.layer_norm_rms_epsilon", s->eps);
+#undef KU
+#undef KF
+    gguf_kv_str(o, "tokenizer.ggml.model", "no_vocab");
+    if (fflush(o->f) != 0 || fseek(o->f, 16, SEEK_SET) != 0) die("seek in %s failed", o->path);
+    out_write(o, &gguf_n_kv, 8);
+    if (fseek(o->f, 0, SEEK_END) != 0) die("seek in %s failed", o->path);
+    for (int i = 0; i < l->n; i++) {
+        const tensor_t *t = &l->v[i];
+        gguf_str(o, t->gguf_name);
+        uint32_t n_dims = t->cols ? 2 : 1, type = 0; /* GGML_TYPE_F32 */
+        out_write(o, &n_dims, 4);
+        uint64_t ne[2] = {t->cols ? (uint64_t)t->cols : (uint64_t)t->rows, (uint64_t)t->rows};
+        out_write(o, ne, 8 * n_dims);
+        out_write(o, &type, 4);
+        out_write(o, &t->gguf_offset, 8);
+    }
+    long pos = ftell(o->f);
+    if (pos < 0) die("ftell on %s failed", o->path);
+    out_zeros(o, align_up((uint64_t)pos, GGUF_ALIGN) - (uint64_t)pos);
+}
+
+/* ---- safetensors ---- */
+static const char *st_dtype_name(px_dtype d) {
+    return d == PX_DTYPE_F32 ? "F32" : d == PX_DTYPE_F16 ? "F16" : "BF16";
+}
+
+static void shard_file_name(char *buf, size_t n, int shard, int n_shards) {
+    if (n_shards == 1) snprintf(buf, n, "model.safetensors");
+    else snprintf(buf, n, "model-%05d-of-%05d.safetensors", shard + 1, n_shards);
+}
+
+/* Writes the 8-byte length + JSON header of shard `shard`. */
+static void st_write_header(out_file *o, const tensor_list *l, int shard, px_dtype dt, uint64_t seed) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+    char seedbuf[32];
+    snprintf(seedbuf, sizeof(seedbuf), "%llu", (unsigned long long)seed);
+    cJSON_AddStringToObject(meta, "format", "pt");
+    cJSON_AddStringToObject(meta, "generator", "parallax tools/make_random_model");
+    cJSON_AddStringToObject(meta, "seed", seedbuf);
+    size_t esz = px_dtype_size(dt);
+    for (int i = 0; i < l->n; i++) {
+        const tensor_t *t = &l->v[i];
+        if (!t->hf_name[0] || t->shard != shard) continue;
+        cJSON *e = cJSON_AddObjectToObject(root, t->hf_name);
+        cJSON_AddStringToObject(e, "dtype", st_dtype_name(dt));
+        cJSON *shp = cJSON_AddArrayToObject(e, "shape");
+        cJSON_AddItemToArray(shp, cJSON_CreateNumber((double)t->rows));
+        if (t->cols) cJSON_AddItemToArray(shp, cJSON_CreateNumber((double)t->cols));
+        cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)t->st_offset));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(t->st_offset + (uint64_t)tensor_numel(t) * esz)));
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    uint64_t len = strlen(json), padded = align_up(8 + len, 8) - 8;
+    out_write(o, &padded, 8);
+    out_write(o, json, len);
+    for (uint64_t i = len; i < padded; i++) out_write(o, " ", 1);
+    free(json);
+}
+
+static void write_json_file(const char *path, cJSON *root) {
+    char *s = cJSON_Print(root);
+    out_file o;
+    out_open(&o, path);
+    out_write(&o, s, strlen(s));
+    out_write(&o, "\n", 1);
+    out_close(&o);
+    free(s);
+}
+
+static void write_config(const char *dir, const shape_t *s, px_dtype dt) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON *archs = cJSON_AddArrayToObject(c, "architectures");
+    cJSON_AddItemToArray(archs, cJSON_CreateString(arch_hf_name(s->arch)));
+    cJSON_AddStringToObject(c, "model_type", arch_model_type(s->arch));
+    cJSON_AddNumberToObject(c, "hidden_size", s->hidden);
+    cJSON_AddNumberToObject(c, "intermediate_size", s->inter);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", s->layers);
+    cJSON_AddNumberToObject(c, "num_attention_heads", s->heads);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", s->kv_heads);
+    cJSON_AddNumberToObject(c, "head_dim", s->head_dim);
+    cJSON_AddNumberToObject(c, "vocab_size", s->vocab);
+    cJSON_AddNumberToObject(c, "max_position_embeddings", s->max_pos);
+    cJSON_AddNumberToObject(c, "rms_norm_eps", s->eps);
+    cJSON_AddNumberToObject(c, "rope_theta", s->rope_theta);
+    if (s->llama3_scaling) {
+        cJSON *r = cJSON_AddObjectToObject(c, "rope_scaling");
+        cJSON_AddStringToObject(r, "rope_type", "llama3");
+        cJSON_AddNumberToObject(r, "factor", s->rope_factor);
+        cJSON_AddNumberToObject(r, "low_freq_factor", s->low_freq);
+        cJSON_AddNumberToObject(r, "high_freq_factor", s->high_freq);
+        cJSON_AddNumberToObject(r, "original_max_position_embeddings", s->orig_max_pos);
+    } else {
+        cJSON_AddNullToObject(c, "rope_scaling");
+    }
+    cJSON_AddBoolToObject(c, "tie_word_embeddings", s->tied);
+    cJSON_AddStringToObject(c, "hidden_act", "silu");
+    if (s->arch == ARCH_LLAMA || s->arch == ARCH_QWEN3) cJSON_AddBoolToObject(c, "attention_bias", false);
+    if (s->arch == ARCH_LLAMA) cJSON_AddBoolToObject(c, "mlp_bias", false);
+    if (s->arch != ARCH_LLAMA) {
+        cJSON_AddNullToObject(c, "sliding_window");
+        if (s->arch != ARCH_MISTRAL) {
+            cJSON_AddBoolToObject(c, "use_sliding_window", false);
+            cJSON_AddNumberToObject(c, "max_window_layers", s->layers);
+        }
+    }
+    cJSON_AddNumberToObject(c, "bos_token_id", s->bos);
+    cJSON_AddNumberToObject(c, "eos_token_id", s->eos);
+    cJSON_AddStringToObject(c, "torch_dtype", dt == PX_DTYPE_F32 ? "float32" : dt == PX_DTYPE_F16 ? "float16" : "bfloat16");
+    cJSON_AddStringToObject(c, "transformers_version", "4.51.0");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    write_json_file(path, c);
+    cJSON_Delete(c);
+}
+
+static void write_index(const char *dir, const tensor_list *l, int n_shards, uint64_t total) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
+    cJSON_AddNumberToObject(meta, "total_size", (double)total);
+    cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
+    for (int i = 0; i < l->n; i++) {
+        if (!l->v[i].hf_name[0]) continue;
+        char fn[64];
+        shard_file_name(fn, sizeof(fn), l->v[i].shard, n_shards);
+        cJSON_AddStringToObject(wm, l->v[i].hf_name, fn);
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+    write_json_file(path, root);
+    cJSON_Delete(root);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void usage(FILE *f) {
+    fputs("usage: make_random_model (--shape NAME | --arch ARCH) [dims] [--hf-out DIR] [--gguf-out FILE]\n"
+          "  --shape      qwen3-0.6b | llama-3.2-1b | tiny-qwen3 | tiny-llama | tiny-qwen2 | tiny-mistral\n"
+          "  --arch       llama | qwen2 | qwen3 | mistral (starts from the matching tiny shape)\n"
+          "  dims         --hidden N --layers N --heads N --kv-heads N --head-dim N --intermediate N\n"
+          "               --vocab N --max-pos N --rope-theta F --rms-eps F --tied | --untied\n"
+          "               --llama3-scaling FACTOR,LOW,HIGH,ORIG | --no-rope-scaling\n"
+          "  --hf-out DIR         write config.json + safetensors into DIR (created)\n"
+          "  --hf-dtype D         bf16 (default) | f16 | f32\n"
+          "  --shards N           split the safetensors into N files + model.safetensors.index.json\n"
+          "  --gguf-out FILE      write a GGUF (all F32) for llama.cpp\n"
+          "  --seed S             PRNG seed (default 1234)\n"
+          "  --std F              std of matrices/biases (default 0.02; tiny shapes 0.2)\n"
+          "  --norm-std F         norm weights are 1 + N(0, F^2) (default 0.1; 0 gives exactly 1)\n"
+          "  --quiet              no progress output\n",
+          f);
+}
+
+static long parse_long(const char *flag, const char *v) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x <= 0) die("%s: not a positive integer: '%s'", flag, v);
+    return x;
+}
+static double parse_double(const char *flag, const char *v) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || *end || end == v) die("%s: not a number: '%s'", flag, v);
+    return x;
+}
+
+int main(int argc, char **argv) {
+    shape_t s;
+    bool have_shape = false;
+    const char *shape_name = NULL, *hf_out = NULL, *gguf_out = NULL;
+    px_dtype hf_dtype = PX_DTYPE_BF16;
+    int n_shards = 1;
+    uint64_t seed = 1234;
+    double std = -1, norm_std = 0.1;
+    bool quiet = false;
+
+    /* first pass: the base shape, so explicit dims can override it in any order */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--shape") || !strcmp(argv[i], "--arch")) {
+            if (i + 1 >= argc) die("%s needs a value", argv[i]);
+            const char *v = argv[i + 1];
+            const shape_t *found = NULL;
+            for (size_t k = 0; k < PX_ARRAY_LEN(shapes); k++) {
+                if (!strcmp(argv[i], "--shape") && !strcmp(shapes[k].name, v)) found = &shapes[k];
+                if (!strcmp(argv[i], "--arch") && !strncmp(shapes[k].name, "tiny-", 5) &&
+                    !strcmp(shapes[k].name + 5, v))
+                    found = &shapes[k];
+            }
+            if (!found) die("unknown %s '%s' (see --help)", argv[i], v);
+            s = *found;
+            shape_name = v;
+            have_shape = true;
+        }
+    }
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (!have_shape) {
+        usage(stderr);
+        die("give --shape or --arch");
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        bool needs_value = strcmp(f, "--tied") && strcmp(f, "--untied") && strcmp(f, "--quiet") &&
+                           strcmp(f, "--no-rope-scaling");
+        const char *v = NULL;
+        if (needs_value) {
+            if (i + 1 >= argc) die("%s needs a value", f);
+            v = argv[++i];
+        }
+        if (!strcmp(f, "--shape") || !strcmp(f, "--arch")) continue;
+        else if (!strcmp(f, "--hidden")) s.hidden = (int)parse_long(f, v);
+        else if (!strcmp(f, "--layers")) s.layers = (int)parse_long(f, v);
+        else if (!strcmp(f, "--heads")) s.heads = (int)parse_long(f, v);
+        else if (!strcmp(f, "--kv-heads")) s.kv_heads = (int)parse_long(f, v);
+        else if (!strcmp(f, "--head-dim")) s.head_dim = (int)parse_long(f, v);
+        else if (!strcmp(f, "--intermediate")) s.inter = (int)parse_long(f, v);
+        else if (!strcmp(f, "--vocab")) s.vocab = (int)parse_long(f, v);
+        else if (!strcmp(f, "--max-pos")) s.max_pos = (int)parse_long(f, v);
+        else if (!strcmp(f, "--rope-theta")) s.rope_theta = parse_double(f, v);
+        else if (!strcmp(f, "--rms-eps")) s.eps = parse_double(f, v);
+        else if (!strcmp(f, "--tied")) s.tied = true;
+        else if (!strcmp(f, "--untied")) s.tied = false;
+        else if (!strcmp(f, "--no-rope-scaling")) s.llama3_scaling = false;
+        else if (!strcmp(f, "--llama3-scaling")) {
+            if (sscanf(v, "%lf,%lf,%lf,%d", &s.rope_factor, &s.low_freq, &s.high_freq, &s.orig_max_pos) != 4)
+                die("--llama3-scaling wants FACTOR,LOW,HIGH,ORIG, got '%s'", v);
+            s.llama3_scaling = true;
+        } else if (!strcmp(f, "--hf-out")) hf_out = v;
+        else if (!strcmp(f, "--gguf-out")) gguf_out = v;
+        else if (!strcmp(f, "--hf-dtype")) {
+            int d = px_dtype_parse(v);
+            if (d < 0) die("--hf-dtype: unknown dtype '%s' (bf16, f16, f32)", v);
+            hf_dtype = (px_dtype)d;
+        } else if (!strcmp(f, "--shards")) n_shards = (int)parse_long(f, v);
+        else if (!strcmp(f, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(f, "--std")) std = parse_double(f, v);
+        else if (!strcmp(f, "--norm-std")) norm_std = parse_double(f, v);
+        else if (!strcmp(f, "--quiet")) quiet = true;
+        else {
+            usage(stderr);
+            die("unknown flag '%s'", f);
+        }
+    }
+    if (!hf_out && !gguf_out) die("nothing to do: give --hf-out and/or --gguf-out");
+    if (std < 0) std = s.std;
+    if (s.heads % s.kv_heads) die("--heads %d is not a multiple of --kv-heads %d", s.heads, s.kv_heads);
+    if (s.head_dim % 2) die("--head-dim %d must be even", s.head_dim);
+    if (s.arch == ARCH_QWEN2 && s.heads * s.head_dim != s.hidden)
+        die("qwen2 needs heads * head_dim == hidden (llama.cpp's qwen2 assumes it)");
+    if (s.llama3_scaling && !arch_permutes_qk(s.arch))
+        die("llama3 rope scaling is only written for llama/mistral shapes");
+
+    tensor_list tl = {0};
+    build_tensors(&s, &tl);
+
+    /* safetensors layout: shards split by bytes at tensor boundaries */
+    size_t esz = px_dtype_size(hf_dtype);
+    uint64_t hf_total = 0;
+    for (int i = 0; i < tl.n; i++)
+        if (tl.v[i].hf_name[0]) hf_total += (uint64_t)tensor_numel(&tl.v[i]) * esz;
+    int n_hf = 0;
+    for (int i = 0; i < tl.n; i++) n_hf += tl.v[i].hf_name[0] != 0;
+    if (n_shards > n_hf) die("--shards %d: only %d tensors", n_shards, n_hf);
+    {
+        uint64_t acc = 0, off = 0;
+        int shard = 0, left = n_hf;
+        for (int i = 0; i < tl.n; i++) {
+            tensor_t *t = &tl.v[i];
+            if (!t->hf_name[0]) continue;
+            uint64_t sz = (uint64_t)tensor_numel(t) * esz;
+            /* move to the next shard once this one holds its share, keeping
+             * at least one tensor for each remaining shard */
+            if (shard < n_shards - 1 && off > 0 &&
+                (acc + sz / 2 > hf_total * (uint64_t)(shard + 1) / (uint64_t)n_shards ||
+                 left <= n_shards - 1 - shard)) {
+                shard++;
+                off = 0;
+            }
+            t->shard = shard;
+            t->st_offset = off;
+            off += sz;
+            acc += sz;
+            left--;
+        }
+        if (shard != n_shards - 1) die("could not split into %d shards", n_shards);
+    }
+    uint64_t gguf_total = 0;
+    for (int i = 0; i < tl.n; i++) gguf_total += (uint64_t)tensor_numel(&tl.v[i]) * 4;
+
+    progress_t prog = {.t0 = px_time_now(), .quiet = quiet, .last_pct = -10};
+    prog.last = prog.t0;
+    prog.total = (hf_out ? hf_total : 0) + (gguf_out ? gguf_total : 0);
+    if (!quiet)
+        fprintf(stderr, "make_random_model: %s (%s), %d tensors, seed %llu: HF %s %.2f GB%s%s, GGUF F32 %.2f GB%s%s\n",
+                shape_name, arch_hf_name(s.arch), tl.n, (unsigned long long)seed, px_dtype_name(hf_dtype),
+                (double)hf_total / 1e9, hf_out ? " -> " : " (skipped)", hf_out ? hf_out : "",
+                (double)gguf_total / 1e9, gguf_out ? " -> " : " (skipped)", gguf_out ? gguf_out : "");
+
+    out_file gg = {0}, st = {0};
+    char gguf_tmp[4096];
+    if (gguf_out) {
+        snprintf(gguf_tmp, sizeof(gguf_tmp), "%s.tmp", gguf_out);
+        out_open(&gg, gguf_tmp);
+        gguf_write_header(&gg, &s, &tl, shape_name);
+    }
+    if (hf_out) {
+        if (mkdir(hf_out, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", hf_out, strerror(errno));
+        /* stale files from an earlier run with another sharding would confuse a loader */
+        char p[4096];
+        snprintf(p, sizeof(p), "%s/model.safetensors.index.json", hf_out);
+        remove(p);
+        snprintf(p, sizeof(p), "%s/model.safetensors", hf_out);
+        remove(p);
+        write_config(hf_out, &s, hf_dtype);
+        if (n_shards > 1) write_index(hf_out, &tl, n_shards, hf_total);
+    }
+
+    int cur_shard = -1;
+    int64_t chunk_cap = 0;
+    float *vals = NULL, *perm = NULL;
+    void *hfbuf = NULL;
+    for (int i = 0; i < tl.n; i++) {
+        tensor_t *t = &tl.v[i];
+        if (hf_out && t->hf_name[0] && t->shard != cur_shard) {
+            out_close(&st);
+            cur_shard = t->shard;
+            char fn[64], p[4096];
+            shard_file_name(fn, sizeof(fn), cur_shard, n_shards);
+            snprintf(p, sizeof(p), "%s/%s", hf_out, fn);
+            out_open(&st, p);
+            st_write_header(&st, &tl, cur_shard, hf_dtype, seed);
+        }
+        int64_t cols = t->cols ? t->cols : 1, rows = t->rows;
+        /* rows per chunk: whole tensor when its rows must be permuted per head */
+        int64_t chunk_rows = t->permute_heads ? rows : PX_MAX(1, (int64_t)(1 << 22) / cols);
+        if (chunk_rows > rows) chunk_rows = rows;
+        if (chunk_rows * cols > chunk_cap) {
+            chunk_cap = chunk_rows * cols;
+            vals = px_realloc(vals, (size_t)chunk_cap * sizeof(float));
+            perm = px_realloc(perm, (size_t)chunk_cap * sizeof(float));
+            hfbuf = px_realloc(hfbuf, (size_t)chunk_cap * 4);
+        }
+        px_rng rng;
+        rng_seed(&rng, seed, t->hf_name[0] ? t->hf_name : t->gguf_name);
+        for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+            int64_t nr = PX_MIN(chunk_rows, rows - r0), n = nr * cols;
+            if (t->kind == KIND_ROPE_FREQS) {
+                llama3_rope_factors(&s, vals);
+            } else {
+                double base = t->kind == KIND_NORM ? 1.0 : 0.0, sd = t->kind == KIND_NORM ? norm_std : std;
+                for (int64_t j = 0; j < n; j++) {
+                    float x = (float)(base + sd * rng_normal(&rng));
+                    /* round once to the HF dtype; the GGUF gets the same value */
+                    if (hf_dtype == PX_DTYPE_BF16) {
+                        uint16_t h = px_f32_to_bf16(x);
+                        ((uint16_t *)hfbuf)[j] = h;
+                        vals[j] = px_bf16_to_f32(h);
+                    } else if (hf_dtype == PX_DTYPE_F16) {
+                        uint16_t h = px_f32_to_f16(x);
+                        ((uint16_t *)hfbuf)[j] = h;
+                        vals[j] = px_f16_to_f32(h);
+                    } else {
+                        ((float *)hfbuf)[j] = x;
+                        vals[j] = x;
+                    }
+                }
+            }
+            if (hf_out && t->hf_name[0]) {
+                out_write(&st, hfbuf, (size_t)n * esz);
+                progress_add(&prog, (uint64_t)n * esz);
+            }
+            if (gguf_out) {
+                const float *src = vals;
+                if (t->permute_heads) {
+                    int64_t hd = rows / t->permute_heads, half = hd / 2;
+                    for (int64_t h = 0; h < t->permute_heads; h++)
+                        for (int64_t j = 0; j < half; j++)
+                            for (int sgn = 0; sgn < 2; sgn++)
+                                memcpy(perm + (h * hd + 2 * j + sgn) * cols, vals + (h * hd + sgn * half + j) * cols,
+                                       (size_t)cols * sizeof(float));
+                    src = perm;
+                }
+                out_write(&gg, src, (size_t)n * sizeof(float));
+                progress_add(&prog, (uint64_t)n * sizeof(float));
+            }
+        }
+        if (gguf_out) {
+            uint64_t sz = (uint64_t)tensor_numel(t) * 4;
+            out_zeros(&gg, align_up(sz, GGUF_ALIGN) - sz);
+        }
+    }
+    out_close(&st);
+    if (gguf_out) {
+        out_close(&gg);
+        if (rename(gguf_tmp, gguf_out) != 0) die("rename %s -> %s: %s", gguf_tmp, gguf_out, strerror(errno));
+    }
+    free(vals);
+    free(perm);
+    free(hfbuf);
+    free(tl.v);
+    if (!quiet) fprintf(stderr, "make_random_model: done in %.1f s\n", px_time_now() - prog.t0);
+    return 0;
+}
