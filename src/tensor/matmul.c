@@ -12,6 +12,7 @@
  * result does not depend on thread count or on where a row falls in a tile.
  */
 #include "tensor.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,8 +146,24 @@ static void compute_block(const matmul_job *job, const float *const *wrows, int6
         for (int64_t m = 0; m < M; m++) y[m * N + n0 + j] = dot_portable(x + m * K, wrows[j], K);
 }
 
+/* Per-thread buffer for f16/bf16 rows widened to f32; freed when the thread exits. */
 static _Thread_local float *widen_buf;
 static _Thread_local size_t widen_cap;
+static pthread_key_t widen_key;
+static pthread_once_t widen_key_once = PTHREAD_ONCE_INIT;
+
+static void create_widen_key(void) { pthread_key_create(&widen_key, free); }
+
+static float *widen_buffer(size_t floats) {
+    if (widen_cap < floats) {
+        pthread_once(&widen_key_once, create_widen_key);
+        free(widen_buf);
+        widen_cap = floats;
+        widen_buf = px_malloc(widen_cap * sizeof(float));
+        pthread_setspecific(widen_key, widen_buf);
+    }
+    return widen_buf;
+}
 
 static void matmul_rows(void *arg, int64_t start, int64_t end, int thread) {
     (void)thread;
@@ -157,19 +174,15 @@ static void matmul_rows(void *arg, int64_t start, int64_t end, int thread) {
     int64_t block = PX_MAX((int64_t)4, (int64_t)(128 * 1024 / (K * 4)) & ~(int64_t)3);
     const float *rows[256];
     if (block > 256) block = 256;
-    if (w->dtype != PX_DTYPE_F32 && widen_cap < (size_t)(block * K)) {
-        free(widen_buf);
-        widen_cap = (size_t)(block * K);
-        widen_buf = px_malloc(widen_cap * sizeof(float));
-    }
+    float *widened = w->dtype == PX_DTYPE_F32 ? NULL : widen_buffer((size_t)(block * K));
     for (int64_t n0 = start; n0 < end; n0 += block) {
         int64_t nr = PX_MIN(block, end - n0);
         for (int64_t j = 0; j < nr; j++) {
             if (w->dtype == PX_DTYPE_F32) {
                 rows[j] = (const float *)w->data + (n0 + j) * K;
             } else {
-                px_row_to_f32(widen_buf + j * K, w->data, w->dtype, n0 + j, K);
-                rows[j] = widen_buf + j * K;
+                px_row_to_f32(widened + j * K, w->data, w->dtype, n0 + j, K);
+                rows[j] = widened + j * K;
             }
         }
         compute_block(job, rows, n0, nr);
