@@ -2,7 +2,7 @@
 // models of real shapes (issue 2, "How it is checked", point 2).
 //
 //   node tests/oracle_llamacpp.mjs --build-dir BUILD --shapes qwen3-0.6b,llama-3.2-1b
-//        [--models-dir DIR] [--threads 2] [--keep-going]
+//        [--models-dir DIR] [--threads 2] [--oracle-threads 1] [--keep-going]
 //
 // For each shape, tools/make_random_model writes the same random weights as a
 // Hugging Face directory (for `parallax generate`) and as an F32 GGUF (for
@@ -14,6 +14,9 @@
 //   max |ours - llama.cpp| <= 1e-3 * max |llama.cpp logit|   and
 //   the 16 generated ids are identical.
 // Prints one result line per case; exits 1 if any case failed.
+// llama.cpp runs on one thread by default: its results do not depend on the
+// thread count, and its spinning thread pool slows down badly when the two
+// cores of a shared machine are busy with something else.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -39,12 +42,13 @@ const CASES = {
 };
 
 function parseArgs(argv) {
-  const o = { threads: 2, shapes: [], keepGoing: false };
+  const o = { threads: 2, oracleThreads: 1, shapes: [], keepGoing: false };
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--build-dir') o.build = argv[++i];
     else if (a === '--models-dir') o.models = argv[++i];
     else if (a === '--threads') o.threads = Number(argv[++i]);
+    else if (a === '--oracle-threads') o.oracleThreads = Number(argv[++i]);
     else if (a === '--shapes') o.shapes = argv[++i].split(',').filter(Boolean);
     else if (a === '--keep-going') o.keepGoing = true;
     else throw new Error(`unknown argument ${a}`);
@@ -145,7 +149,7 @@ function main() {
         const refLogits = path.join(tmp, `${name}-${n}.llama.f32`);
         const ourLogits = path.join(tmp, `${name}-${n}.ours.f32`);
         const tag = `[${name}] prompt ${n} token${n > 1 ? 's' : ''}`;
-        const ref = run(o.oracle, ['-m', m.gguf, '--ids', ids, '-n', String(N_GEN), '--threads', String(o.threads),
+        const ref = run(o.oracle, ['-m', m.gguf, '--ids', ids, '-n', String(N_GEN), '--threads', String(o.oracleThreads),
           '--logits-out', refLogits], 'llama_oracle');
         if (ref.status !== 0) {
           console.log(`${tag}: FAIL llama_oracle exited ${ref.status}\n${ref.stderr}`);
