@@ -9,10 +9,12 @@
  * heap discipline (stale entries skipped unless the pair at that position
  * still merges into the same token) is the one `tokenizers` uses, so even
  * unusual merge tables give identical results. The merge table maps a pair
- * of ids to (rank, merged id) in one hash lookup.
+ * of ids to (rank, merged id) in one hash lookup. Short words are cached per
+ * thread (see the word cache below).
  */
 #include "tok_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,6 +193,47 @@ static void merge_all(const px_tokenizer *tok, tk_bpe_scratch *sc, size_t n) {
     }
 }
 
+/* ---- word cache ----
+ * Natural text repeats words, so each thread keeps a direct-mapped cache of
+ * short words and their ids. Entries carry the tokenizer's serial number, so
+ * tokenizers never see each other's entries; being per thread, the cache
+ * needs no locks. It is freed when the thread exits. */
+#define CACHE_SLOTS 4096
+#define CACHE_KEY 22
+#define CACHE_IDS 8
+typedef struct {
+    uint64_t hash;
+    uint32_t serial;
+    uint8_t key_len, n_ids;
+    char key[CACHE_KEY];
+    int32_t ids[CACHE_IDS];
+} cache_slot;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static _Thread_local cache_slot *tl_cache;
+
+static void cache_key_init(void) { pthread_key_create(&cache_key, free); }
+
+static cache_slot *cache_slot_for(uint64_t h) {
+    if (!tl_cache) {
+        pthread_once(&cache_once, cache_key_init);
+        tl_cache = px_calloc(CACHE_SLOTS, sizeof *tl_cache);
+        pthread_setspecific(cache_key, tl_cache);
+    }
+    return &tl_cache[h & (CACHE_SLOTS - 1)];
+}
+
+static bool cache_hit(const cache_slot *c, uint32_t serial, const char *s, size_t n, uint64_t h) {
+    return c->serial == serial && c->hash == h && c->key_len == n && !memcmp(c->key, s, n);
+}
+
+static void merge_word(const px_tokenizer *tok, tk_bpe_scratch *sc, const char *s, size_t n, tk_ids *out) {
+    symbols w = {.sc = sc};
+    initial_symbols(tok, &w, s, n);
+    if (w.n > 1) merge_all(tok, sc, w.n);
+    for (int32_t i = w.n ? 0 : -1; i >= 0; i = sc->sym[i].next) tk_ids_push(out, sc->sym[i].id);
+}
+
 void tk_bpe_word(const px_tokenizer *tok, tk_bpe_scratch *sc, const char *s, size_t n, tk_ids *out) {
     if (!n) return;
     if (tok->ignore_merges) {
@@ -200,10 +243,22 @@ void tk_bpe_word(const px_tokenizer *tok, tk_bpe_scratch *sc, const char *s, siz
             return;
         }
     }
-    symbols w = {.sc = sc};
-    initial_symbols(tok, &w, s, n);
-    if (w.n > 1) merge_all(tok, sc, w.n);
-    for (int32_t i = w.n ? 0 : -1; i >= 0; i = sc->sym[i].next) tk_ids_push(out, sc->sym[i].id);
+    if (n > CACHE_KEY) {
+        merge_word(tok, sc, s, n, out);
+        return;
+    }
+    uint64_t h = tk_hash(s, n);
+    cache_slot *c = cache_slot_for(h);
+    if (cache_hit(c, tok->serial, s, n, h)) {
+        tk_ids_append(out, c->ids, c->n_ids);
+        return;
+    }
+    size_t first = out->n;
+    merge_word(tok, sc, s, n, out);
+    if (out->n - first > CACHE_IDS) return;
+    *c = (cache_slot){.hash = h, .serial = tok->serial, .key_len = (uint8_t)n, .n_ids = (uint8_t)(out->n - first)};
+    memcpy(c->key, s, n);
+    memcpy(c->ids, out->v + first, (out->n - first) * sizeof *out->v);
 }
 
 void tk_bpe_scratch_free(tk_bpe_scratch *sc) {

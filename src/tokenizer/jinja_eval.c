@@ -234,7 +234,7 @@ static jv capture(jctx *c, jscope *sc, const jnode *body) {
 
 static jv call_macro(jctx *c, const jfunc *f, jargs *a) {
     const jnode *m = f->macro;
-    if (++c->depth > 100) jx_fail(c, "macro recursion deeper than 100 calls");
+    if (++c->depth > 50) jx_fail(c, "macro recursion deeper than 50 calls");
     jscope *s = scope_new(c, f->closure);
     jv varargs = jv_list(c, 0), kwargs = jv_dict(c, 0);
     for (int i = 0; i < m->n_names; i++) {

@@ -150,7 +150,7 @@ typedef struct jctx {
     int loop_ctl; /* 1 break, 2 continue */
     tk_buf *out, root_out;
     jscope *globals;
-    tk_buf *live[64]; /* temporary buffers to free if an error unwinds */
+    tk_buf *live[128]; /* temporary buffers to free if an error unwinds */
     int nlive;
     char err[600];
 } jctx;

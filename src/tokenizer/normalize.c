@@ -2,12 +2,13 @@
  * Lowercase, Prepend, Replace (literal or regex), Strip and Sequence.
  *
  * A normalizer maps one text segment (the text between added tokens) to a new
- * string. NFC has a fast path: text made only of characters that can neither
- * change nor combine under NFC (ASCII, Latin-1, unified CJK, kana, Hangul
- * syllables, emoji) is copied as is, which is most text.
+ * string. NFC has a fast path: characters that can neither change nor combine
+ * under NFC are copied as they are; only the regions around the others go
+ * through utf8proc (see nfc() below).
  */
 #include "tok_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -106,29 +107,91 @@ void tk_norm_free(tk_norm *n) {
 
 /* ---- applying ---- */
 
-static bool nfc_stable(uint32_t c) {
-    return c < 0x300 || (c >= 0x3040 && c <= 0x3098) || (c >= 0x309B && c <= 0x30FF) ||
-           (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xAC00 && c <= 0xD7A3) ||
-           (c >= 0x1F300 && c <= 0x1FAFF);
+/* ---- NFC fast path ----
+ * A character is "inert" under NFC when it is a starter (combining class 0),
+ * NFC leaves it unchanged, and it is never the second element of a canonical
+ * composition; then NFC(text) = NFC(part before it) + NFC(part from it on).
+ * Most text consists of inert characters only (ASCII, precomposed Latin,
+ * Cyrillic, CJK, ...), so only the few regions around other characters go
+ * through utf8proc. The table covers the BMP and planes 1-2; beyond that
+ * nothing is treated as inert. */
+#define NFC_TABLE_END 0x30000
+static uint8_t nfc_inert_bits[NFC_TABLE_END / 8];
+static pthread_once_t nfc_once = PTHREAD_ONCE_INIT;
+
+static void mark(uint8_t *bits, uint32_t c, bool on) {
+    if (c >= NFC_TABLE_END) return;
+    if (on) bits[c >> 3] |= (uint8_t)(1u << (c & 7));
+    else bits[c >> 3] &= (uint8_t)~(1u << (c & 7));
 }
 
-static bool already_nfc(const char *s, size_t n) {
+static void nfc_table_init(void) {
+    for (uint32_t c = 0; c < NFC_TABLE_END; c++) {
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)c);
+        mark(nfc_inert_bits, c, p->combining_class == 0 && p->category != UTF8PROC_CATEGORY_CN);
+    }
+    for (uint32_t c = 0; c < NFC_TABLE_END; c++) {
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)c);
+        if (p->decomp_seqindex == UINT16_MAX || p->decomp_type != 0) continue; /* no canonical decomposition */
+        utf8proc_int32_t d[8];
+        int last = 0;
+        utf8proc_ssize_t n = utf8proc_decompose_char((utf8proc_int32_t)c, d, 8, UTF8PROC_DECOMPOSE, &last);
+        for (utf8proc_ssize_t i = 1; i < n && i < 8; i++) mark(nfc_inert_bits, (uint32_t)d[i], false);
+        utf8proc_uint8_t *one = NULL;
+        char enc[4];
+        size_t len = tk_utf8_encode(c, enc);
+        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)enc, (utf8proc_ssize_t)len, &one,
+                                          (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+        if (r != (utf8proc_ssize_t)len || memcmp(one, enc, len)) mark(nfc_inert_bits, c, false);
+        free(one);
+    }
+    for (uint32_t c = 0x1161; c <= 0x11C2; c++) mark(nfc_inert_bits, c, false); /* Hangul V and T jamo compose algorithmically */
+}
+
+static bool nfc_inert(uint32_t c) {
+    return c < 0x80 || (c < NFC_TABLE_END && (nfc_inert_bits[c >> 3] >> (c & 7) & 1));
+}
+
+static void nfc_region(const char *s, size_t n, tk_buf *out) {
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
+                                      (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    if (r < 0) tk_buf_put(out, s, n); /* cannot happen for validated input */
+    else tk_buf_put(out, dst, (size_t)r);
+    free(dst);
+}
+
+/* NFC that sends only the regions around non-inert characters to utf8proc. */
+static void nfc(const char *s, size_t n, tk_buf *out) {
+    pthread_once(&nfc_once, nfc_table_init);
+    size_t copied = 0, starter = 0; /* starter: start of the last inert character */
     for (size_t i = 0; i < n;) {
-        if ((unsigned char)s[i] < 0x80) {
-            i++;
+        uint32_t cp = (unsigned char)s[i];
+        size_t k = cp < 0x80 ? 1 : tk_utf8_decode(s + i, n - i, &cp);
+        if (!k) k = 1;
+        if (nfc_inert(cp)) {
+            starter = i;
+            i += k;
             continue;
         }
-        uint32_t cp;
-        size_t k = tk_utf8_decode(s + i, n - i, &cp);
-        if (!k || !nfc_stable(cp)) return false;
-        i += k;
+        size_t end = i + k; /* the region runs to the next inert character */
+        while (end < n) {
+            uint32_t c2 = (unsigned char)s[end];
+            size_t k2 = c2 < 0x80 ? 1 : tk_utf8_decode(s + end, n - end, &c2);
+            if (nfc_inert(c2)) break;
+            end += k2 ? k2 : 1;
+        }
+        size_t from = PX_MAX(starter, copied);
+        tk_buf_put(out, s + copied, from - copied);
+        nfc_region(s + from, end - from, out);
+        copied = starter = i = end;
     }
-    return true;
+    tk_buf_put(out, s + copied, n - copied);
 }
 
 static void unicode_normalize(tk_norm_kind kind, const char *s, size_t n, tk_buf *out) {
-    if (kind == NORM_NFC && already_nfc(s, n)) {
-        tk_buf_put(out, s, n);
+    if (kind == NORM_NFC) {
+        nfc(s, n, out);
         return;
     }
     static const int opts[] = {UTF8PROC_COMPOSE, UTF8PROC_DECOMPOSE, UTF8PROC_COMPOSE | UTF8PROC_COMPAT,

@@ -219,7 +219,8 @@ typedef struct {
 
 /* ---- the tokenizer ---- */
 struct px_tokenizer {
-    char *source; /* path of tokenizer.json, for messages */
+    char *source;    /* path of tokenizer.json, for messages */
+    uint32_t serial; /* unique per loaded tokenizer (word-cache tag) */
     /* vocabulary */
     int32_t n_vocab;     /* largest id + 1 */
     char **pieces;       /* id -> token string as in tokenizer.json, NULL when unused */

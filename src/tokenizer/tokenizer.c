@@ -46,7 +46,9 @@ static bool compile_templates(px_tokenizer *tok) {
 
 px_tokenizer *px_tokenizer_load_files(const char *tokenizer_json_path, const char *config_path,
                                       const char *generation_path) {
+    static uint32_t serials;
     px_tokenizer *tok = px_calloc(1, sizeof *tok);
+    tok->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
     tok->source = px_strdup(tokenizer_json_path);
     tok->unk_id = -1;
     if (!tk_load_tokenizer_json(tok, tokenizer_json_path) || !tk_load_configs(tok, config_path, generation_path)) {
