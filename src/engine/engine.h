@@ -16,6 +16,12 @@
  *                        PX_FINISH_ABORT event unless it already finished.
  *   px_engine_stats()    a consistent snapshot for /metrics and /health.
  *
+ * Events: one per sampled token (token >= 0, finish NONE), the last one with
+ * its finish reason: STOP and LENGTH carry the final token; ABORT and ERROR
+ * carry token -1 (and `error` for ERROR). logprob/top_logprobs are the
+ * log-softmax of the logits after logit_bias and the repetition/presence/
+ * frequency penalties, at temperature 1, before top-k/top-p/min-p.
+ *
  * Threading: submit, abort and stats may be called from any thread. Callbacks
  * run on the executor thread, must be quick and must not call back into the
  * engine except px_engine_abort(). After the final event of a request its
@@ -38,16 +44,20 @@ typedef struct {
     bool disable_prefix_cache;
 } px_engine_options;
 
+/* Fills the defaults above. A zero field in the options given to
+ * px_engine_create() also means "the default" (NULL options: all defaults). */
+void px_engine_options_defaults(px_engine_options *o);
+
 #define PX_MAX_TOP_LOGPROBS 20
 
 typedef struct {
-    float temperature;           /* 0: greedy (ties -> lowest id) */
+    float temperature;           /* 0 (or < 1e-5): greedy (ties -> lowest id) */
     int top_k;                   /* 0: off */
     float top_p;                 /* 1: off */
     float min_p;                 /* 0: off */
     float repetition_penalty;    /* 1: off (applied to prompt + generated tokens) */
     float presence_penalty, frequency_penalty; /* 0: off (generated tokens) */
-    uint64_t seed;
+    uint64_t seed;               /* per-request generator: same seed => same output, whatever the batch */
     bool has_seed;               /* false: seeded from the clock */
     int top_logprobs;            /* -1: no logprobs; 0..PX_MAX_TOP_LOGPROBS */
     int n_logit_bias;
@@ -88,7 +98,9 @@ typedef struct {
     int kv_blocks_total, kv_blocks_used, kv_blocks_cached; /* cached: free but holding a reusable prefix */
     uint64_t prefix_lookups_tokens, prefix_hit_tokens;
     uint64_t requests_finished, prompt_tokens_total, generated_tokens_total;
-    int block_size, context_length;
+    int block_size, context_length; /* context_length: min(model context, tokens the KV pool holds);
+                                       a prompt must be shorter than it */
+    uint64_t preemptions_total, steps_total; /* added by the engine: requests preempted, forward passes run */
 } px_engine_stats_t;
 
 typedef struct px_engine px_engine;
