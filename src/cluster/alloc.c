@@ -190,6 +190,7 @@ static void tabulate_group(const planner *P, group *g) {
     int *bin_of = px_malloc((size_t)(g->n + 1) * sizeof *bin_of);
     g->stages[0] = 0;
     int proven = 0;
+    long budget_left = P->p->dp_budget;
     for (int k = 1; k <= g->k_max; k++) {
         if (g->greedy) {
             g->stages[k] = px_search_greedy(g->units, g->n, P->need, k, bin_of);
@@ -197,7 +198,7 @@ static void tabulate_group(const planner *P, group *g) {
         }
         bool ex;
         g->lower[k] = proven + 1;
-        g->stages[k] = px_search_exact(g->units, g->n, P->need, k, g->lower[k], P->p->dp_budget, bin_of, &ex);
+        g->stages[k] = px_search_exact(g->units, g->n, P->need, k, g->lower[k], &budget_left, bin_of, &ex);
         g->exact = g->exact && ex;
         proven = ex && g->stages[k] > 0 ? g->stages[k] : 0;
     }
@@ -430,7 +431,8 @@ static void build_group_pipelines(planner *P, group *g) {
     if (g->greedy) px_search_greedy(g->units, g->n, P->need, g->chosen_k, bin_of);
     else {
         bool exact;
-        px_search_exact(g->units, g->n, P->need, g->chosen_k, g->lower[g->chosen_k], P->p->dp_budget, bin_of, &exact);
+        long budget_left = P->p->dp_budget; /* enough to find the witness the table found */
+        px_search_exact(g->units, g->n, P->need, g->chosen_k, g->lower[g->chosen_k], &budget_left, bin_of, &exact);
     }
     int *members = px_malloc((size_t)(g->n + 1) * sizeof *members);
     for (int b = 0; b < g->chosen_k; b++) {
@@ -509,6 +511,16 @@ static void form_one_pipeline_directly(planner *P) {
         free(members);
     }
     free(pool);
+}
+
+/* k and s as laid out (a re-run search with a fresh budget can only find
+ * fewer stages than the table; a pipeline that could not be laid out is gone). */
+static void record_what_was_built(planner *P) {
+    px_allocation *out = P->out;
+    if (out->n_pipelines == out->k && out->pipeline_offset[out->n_pipelines] == out->s) return;
+    out->k = out->n_pipelines;
+    out->s = out->pipeline_offset[out->n_pipelines];
+    out->z = px_alloc_objective_value(out->k, out->s, out->t_comp, out->rtt_avg, P->p);
 }
 
 /* ---------------- leftovers ---------------- */
@@ -636,6 +648,7 @@ int px_alloc_plan(const px_node_info *nodes, int n, const px_model_cost *cost, c
         free(c.from);
         for (int g = 0; g < P.n_groups; g++) build_group_pipelines(&P, &P.groups[g]);
         if (out->n_pipelines == 0) form_one_pipeline_directly(&P);
+        record_what_was_built(&P);
         if (p->place_leftovers) place_leftovers(&P);
         if (out->n_pipelines == 0 && !slices_chain(&P)) {
             explain_no_pipeline(&P);

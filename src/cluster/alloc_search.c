@@ -12,9 +12,11 @@
  *           the largest residual is tried (it dominates the others); pruning
  *           when the items left cannot fill the residuals or fewer items than
  *           open bins remain; failed states memoised in a hash set; a step
- *           budget turns a hopeless search into "unknown". s is scanned from
- *           a lower bound (the fewest largest capacities whose sum reaches
- *           k * need, and s*(k-1) + 1) up to the greedy answer.
+ *           budget shared by the whole table turns a hopeless search into
+ *           "unknown" (the best answer found so far is kept). s is scanned
+ *           downwards from the greedy answer to a lower bound (the fewest
+ *           largest capacities whose sum reaches k * need, and s*(k-1) + 1);
+ *           the first infeasible s proves the one above it minimal.
  *   greedy  every item goes to the bin with the largest residual (which both
  *           closes a bin with least waste and spreads partial fills), largest
  *           items first; s is the number of items used when the last bin closes.
@@ -226,9 +228,10 @@ static void replay_witness(const search *S, int *bin_of) {
     free(residual);
 }
 
-/* 1 feasible (witness in bin_of), 0 infeasible, -1 budget ran out. */
-static int top_items_can_cover(const int *v, int s, int need, int k, long budget, int *bin_of) {
-    search S = {.v = v, .s = s, .k = k, .need = need, .budget = budget};
+/* 1 feasible (witness in bin_of), 0 infeasible, -1 budget ran out; the
+ * steps taken are subtracted from *budget_left. */
+static int top_items_can_cover(const int *v, int s, int need, int k, long *budget_left, int *bin_of) {
+    search S = {.v = v, .s = s, .k = k, .need = need, .budget = *budget_left};
     long *suffix = px_malloc((size_t)(s + 1) * sizeof *suffix);
     suffix[s] = 0;
     for (int i = s - 1; i >= 0; i--) suffix[i] = suffix[i + 1] + v[i];
@@ -243,38 +246,55 @@ static int top_items_can_cover(const int *v, int s, int need, int k, long budget
     free(S.choice);
     free(S.keys);
     free(S.table);
+    *budget_left -= S.steps;
     return ok ? 1 : (S.aborted ? -1 : 0);
+}
+
+/* Upper bound on how many bins the items v[0..s) (descending, capped at
+ * need) can cover: items equal to need close a bin alone; every other bin
+ * takes two items whose sum reaches need (at most the maximum number of such
+ * disjoint pairs, found by pairing the largest with the smallest that works)
+ * or at least three items; and no more bins than the sum allows. */
+static int cover_upper_bound(const int *v, int s, int need) {
+    int full = 0;
+    while (full < s && v[full] >= need) full++;
+    long rest = 0;
+    for (int i = full; i < s; i++) rest += v[i];
+    int pairs = 0;
+    for (int i = full, j = s - 1; i < j; j--)
+        if (v[i] + v[j] >= need) pairs++, i++;
+    long by_count = pairs + (s - full - 2 * pairs) / 3, by_sum = rest / need;
+    return full + (int)PX_MIN(by_count, by_sum);
 }
 
 int px_search_lower_bound(const int *v, int n, int need, int k) {
     long want = (long)k * need, sum = 0;
     for (int s = 0; s < n; s++) {
         sum += v[s];
-        if (sum >= want && s + 1 >= k) return s + 1;
+        if (sum >= want && s + 1 >= k && cover_upper_bound(v, s + 1, need) >= k) return s + 1;
     }
     return -1;
 }
 
-int px_search_exact(const int *v, int n, int need, int k, int lower, long budget, int *bin_of, bool *exact) {
+int px_search_exact(const int *v, int n, int need, int k, int lower, long *budget_left, int *bin_of, bool *exact) {
     *exact = true;
     if (k <= 0) return 0;
     int lb = px_search_lower_bound(v, n, need, k);
     if (lb < 0) return -1;
     lb = PX_MAX(lb, lower);
-    int upper = px_search_greedy(v, n, need, k, bin_of);
-    int last = upper > 0 ? upper - 1 : n;
+    int best = px_search_greedy(v, n, need, k, bin_of); /* -1 when greedy found none */
     int *trial = px_malloc((size_t)n * sizeof *trial);
-    int found = -1;
-    for (int s = lb; s <= last && found < 0; s++) {
-        int r = top_items_can_cover(v, s, need, k, budget, trial);
+    /* downwards from greedy's count: feasible answers come fast, and usually
+       one infeasibility proof (at s* - 1) settles it */
+    for (int s = (best > 0 ? best : n + 1) - 1; s >= lb; s--) {
+        int r = *budget_left > 0 ? top_items_can_cover(v, s, need, k, budget_left, trial) : -1;
         if (r < 0) *exact = false;
-        if (r > 0) {
-            found = s;
-            for (int i = 0; i < n; i++) bin_of[i] = i < s ? trial[i] : -1;
-        }
+        if (r <= 0) break;
+        best = s;
+        for (int i = 0; i < n; i++) bin_of[i] = i < s ? trial[i] : -1;
     }
     free(trial);
-    return found >= 0 ? found : upper; /* bin_of still holds greedy's witness */
+    return best;
 }
 
 static int compare_desc(const void *a, const void *b) {
@@ -295,12 +315,13 @@ int px_alloc_stage_table(const int *caps, int n, int need, px_alloc_strategy str
     int *bin_of = px_malloc((size_t)(n ? n : 1) * sizeof *bin_of);
     *exact = strategy != PX_ALLOC_GREEDY;
     int proven = 0; /* s*(k-1) when proven: s*(k) >= s*(k-1) + 1 */
+    long budget_left = budget;
     for (int k = 0; k <= max_k; k++) {
         int s = -1;
         bool ex = true;
         if (k == 0) s = 0;
         else if (k <= k_max && strategy == PX_ALLOC_GREEDY) s = px_search_greedy(v, n, need, k, bin_of);
-        else if (k <= k_max) s = px_search_exact(v, n, need, k, proven + 1, budget, bin_of, &ex);
+        else if (k <= k_max) s = px_search_exact(v, n, need, k, proven + 1, &budget_left, bin_of, &ex);
         if (strategy != PX_ALLOC_GREEDY) *exact = *exact && ex;
         stages_out[k] = s;
         proven = ex && s > 0 ? s : 0;

@@ -7,10 +7,12 @@
 
 /* Largest-residual greedy: items used, or -1 when k pipelines do not form. */
 int px_search_greedy(const int *v, int n, int need, int k, int *bin_of);
-/* Least s with v[0..s) summing to k * need and s >= k, or -1. */
+/* Least s whose top items v[0..s) could cover k bins by counting bounds
+ * (sum, item counts, pairs), or -1. */
 int px_search_lower_bound(const int *v, int n, int need, int k);
-/* Exact s*(k) scanning s from max(lower bound, lower); *exact false when a
- * budget ran out (the answer is then the best found, possibly greedy's). */
-int px_search_exact(const int *v, int n, int need, int k, int lower, long budget, int *bin_of, bool *exact);
+/* Exact s*(k) scanning s down from the greedy count to max(lower bound,
+ * lower), spending search steps from *budget_left; *exact false when it ran
+ * out (the answer is then the best found, possibly greedy's). */
+int px_search_exact(const int *v, int n, int need, int k, int lower, long *budget_left, int *bin_of, bool *exact);
 
 #endif

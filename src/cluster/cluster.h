@@ -146,7 +146,8 @@ typedef struct {
     double unknown_rtt;           /* PX_RTT_UNREACHABLE: RTT assumed for an unmeasured pair */
     double planning_rtt;          /* 0.005 s: RTT_avg for Z when a group has no known pair */
     int dp_max_nodes;             /* 64 */
-    long dp_budget;               /* 100000 search steps per feasibility test */
+    long dp_budget;               /* 20000 search steps per group (a few ms at worst),
+                                     after which the remaining k keep the greedy count */
     bool region_aware;            /* true: pipelines stay inside a region that can host one */
     bool place_leftovers;         /* true: nodes outside the k pipelines replicate layers */
     int default_max_load;         /* 16 */
@@ -203,8 +204,8 @@ void px_allocation_free(px_allocation *a);
 /* s*(k) for k = 0..max_k over integer capacities (layer units, any order):
  * stages_out[k] = fewest capacities whose multiset splits into k groups each
  * summing to >= need, or -1 when impossible. DP: exact search (budget steps
- * per test; *exact false when a budget ran out); GREEDY: largest-residual
- * fit. Returns max_k = floor(sum(min(cap, need)) / need), capped at n. */
+ * for the whole table; *exact false when it ran out); GREEDY: largest-
+ * residual fit. Returns max_k = floor(sum(min(cap, need)) / need), capped at n. */
 int px_alloc_stage_table(const int *caps, int n, int need, px_alloc_strategy strategy, long budget,
                          int *stages_out, int max_k, bool *exact);
 

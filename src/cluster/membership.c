@@ -373,11 +373,7 @@ int px_cluster_heartbeat(px_cluster *c, const char *id, double now, const px_hea
 int px_cluster_tick(px_cluster *c, double now, px_change_list *out) {
     list_reset(out);
     for (int i = 0; i < c->n; i++)
-        if (c->m[i].state != PX_NODE_GONE && now - c->m[i].last_seen > c->p.heartbeat_timeout) {
-            bool was = out ? out->reallocated : false;
-            leave_slot(c, i, out);
-            if (out) out->reallocated = out->reallocated || was;
-        }
+        if (c->m[i].state != PX_NODE_GONE && now - c->m[i].last_seen > c->p.heartbeat_timeout) leave_slot(c, i, out);
     return 0;
 }
 

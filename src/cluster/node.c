@@ -14,7 +14,7 @@ void px_cluster_params_default(px_cluster_params *p) {
     p->unknown_rtt = PX_RTT_UNREACHABLE;
     p->planning_rtt = 0.005;
     p->dp_max_nodes = 64;
-    p->dp_budget = 100000;
+    p->dp_budget = 20000;
     p->region_aware = true;
     p->place_leftovers = true;
     p->default_max_load = 16;

@@ -36,7 +36,7 @@ static int compare_span_start(const void *a, const void *b) {
 
 bool px_spans_chain(const px_span *spans, int n, int n_layers) {
     px_span *sorted = px_malloc((size_t)(n ? n : 1) * sizeof *sorted);
-    memcpy(sorted, spans, (size_t)n * sizeof *sorted);
+    if (n > 0) memcpy(sorted, spans, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, compare_span_start);
     bool *reach = px_calloc((size_t)n_layers + 1, sizeof *reach);
     reach[0] = true;

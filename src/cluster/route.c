@@ -102,7 +102,7 @@ px_router *px_router_create(const px_route_slice *slices, int n_slices, int n_la
     r->n_slices = n_slices;
     r->n_layers = n_layers;
     r->slices = px_malloc(n * sizeof *r->slices);
-    memcpy(r->slices, slices, (size_t)n_slices * sizeof *slices);
+    if (n_slices > 0) memcpy(r->slices, slices, (size_t)n_slices * sizeof *slices);
     r->order = px_malloc(n * sizeof *r->order);
     r->best = px_malloc(n * sizeof *r->best);
     r->hops = px_malloc(n * sizeof *r->hops);
