@@ -7,6 +7,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh" >/dev/null
 bash "$root/scripts/build.sh" normal >/dev/null
 if [ $# -eq 0 ]; then
-  set -- generate -m "$root/../shared/models/aidreams-260k" --ids 1,303,281,269,435,447,275 -n 48
+  set -- generate -m "$root/../shared/models/aidreams-260k" -p "I dream of" -n 64
 fi
 exec "$root/build/parallax" "$@"

@@ -16,6 +16,19 @@ want=$(ref 0 generated_ids)
 got=$("$px" generate -m "$model" --ids 1,303,281,269,435,447,275 -n 32 --temp 0 --ignore-eos --print-ids -t 2 2>/dev/null | tail -n 1)
 [ "$got" = "$want" ] && ok || bad "greedy ids: got $got want $want"
 
+# -p goes through the tokenizer: all 5 reference prompts give the reference ids,
+# and the printed text of prompt 0 is the prompt followed by llama.cpp's continuation
+for i in 0 1 2 3 4; do
+  text=$(node -e 'process.stdout.write(require(process.argv[1]).results[+process.argv[2]].prompt)' \
+    "$(realpath "$model")/reference/greedy_32.json" $i)
+  got=$("$px" generate -m "$model" -p "$text" -n 32 --temp 0 --ignore-eos --print-ids 2>/dev/null | tail -n 1)
+  [ "$got" = "$(ref $i generated_ids)" ] && ok || bad "-p prompt $i: got $got want $(ref $i generated_ids)"
+done
+full=$("$px" generate -m "$model" -p "I dream of" -n 32 --temp 0 --ignore-eos 2>/dev/null)
+want_text=$(node -e 'const r=require(process.argv[1]).results[0]; process.stdout.write(r.prompt + r.continuation_text)' \
+  "$(realpath "$model")/reference/greedy_32.json")
+[ "$full" = "$want_text" ] && ok || bad "-p text: got '$full' want '$want_text'"
+
 # same seed, same output; temperature sampling stays in the vocabulary
 a=$("$px" generate -m "$model" --ids 1,303 -n 16 --temp 1.0 --seed 7 --print-ids 2>/dev/null | tail -n 1)
 b=$("$px" generate -m "$model" --ids 1,303 -n 16 --temp 1.0 --seed 7 --print-ids 2>/dev/null | tail -n 1)

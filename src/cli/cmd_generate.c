@@ -4,6 +4,7 @@
  * sampled from softmax(logits / temp) with a seeded generator. */
 #include "cli.h"
 #include "model.h"
+#include "tokenizer.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -63,7 +64,6 @@ static int parse_args(int argc, char **argv, generate_args *a) {
     if (!a->model_dir) return px_usage_error("generate: -m MODEL_DIR is required");
     if (!a->ids && !a->prompt) return px_usage_error("generate: give a prompt with -p TEXT or --ids LIST");
     if (a->ids && a->prompt) return px_usage_error("generate: give either -p or --ids, not both");
-    if (a->prompt) return px_usage_error("generate: -p needs the tokenizer, which is not built yet; use --ids");
     return 0;
 }
 
@@ -95,6 +95,8 @@ static bool is_eos(const px_model_config *c, int32_t id) {
 /* ---- the generation loop ---- */
 
 typedef struct {
+    px_tokenizer *tok;          /* NULL when the model has no tokenizer.json: ids are printed */
+    px_tokenizer_stream *text;
     px_model *model;
     px_pool *pool;
     px_kv_cache *kv;
@@ -129,6 +131,22 @@ static int write_logits(const char *path, const float *logits, int vocab) {
     return 0;
 }
 
+/* Prints a token as soon as it makes complete text (or its id without a tokenizer). */
+static void print_token(session *s, int32_t tok, bool first) {
+    size_t len = 0;
+    const char *text = s->text ? px_tokenizer_stream_feed(s->text, tok, &len) : NULL;
+    if (text) fwrite(text, 1, len, stdout);
+    else printf("%s%" PRId32, first ? "" : " ", tok);
+    fflush(stdout);
+}
+
+static void finish_text(session *s) {
+    size_t len = 0;
+    const char *text = s->text ? px_tokenizer_stream_finish(s->text, &len) : NULL;
+    if (text) fwrite(text, 1, len, stdout);
+    printf("\n");
+}
+
 static int generate(const generate_args *a, session *s, int32_t *out, int *n_out) {
     const px_model_config *c = px_model_config_of(s->model);
     uint64_t rng = a->seed >= 0 ? (uint64_t)a->seed : (uint64_t)time(NULL);
@@ -140,13 +158,12 @@ static int generate(const generate_args *a, session *s, int32_t *out, int *n_out
     while (n < a->n_predict && pos < c->max_pos) {
         int32_t tok = sample_token(s->logits, c->vocab, a->temp, &rng);
         out[n++] = tok;
-        printf("%" PRId32 "%s", tok, n < a->n_predict ? " " : "");
-        fflush(stdout);
+        print_token(s, tok, n == 1);
         if (!a->ignore_eos && is_eos(c, tok)) break;
         if (n == a->n_predict || pos + 1 > c->max_pos) break;
         if (run_tokens(s, &tok, 1, pos++)) return -1;
     }
-    printf("\n");
+    finish_text(s);
     double t2 = px_time_now();
     if (n < a->n_predict && pos >= c->max_pos) px_log_warn("stopped at the model's context length (%d)", c->max_pos);
     px_log_info("prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)", a->n_ids,
@@ -158,6 +175,54 @@ static int generate(const generate_args *a, session *s, int32_t *out, int *n_out
 static void print_id_line(const int32_t *ids, int n) {
     for (int i = 0; i < n; i++) printf("%s%" PRId32, i ? "," : "", ids[i]);
     printf("\n");
+}
+
+static bool file_exists(const char *dir, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* Prints the prompt as text; running it through the stream decoder first makes
+ * the continuation's leading-space rules those of the full text. */
+static int echo_prompt(const generate_args *a, session *s) {
+    for (int i = 0; i < a->n_ids; i++) {
+        size_t len = 0;
+        const char *text = px_tokenizer_stream_feed(s->text, a->ids[i], &len);
+        if (!text) {
+            fprintf(stderr, "parallax: --ids: %s\n", px_error_get());
+            return -1;
+        }
+        fwrite(text, 1, len, stdout);
+    }
+    return 0;
+}
+
+/* Loads the tokenizer when the model has one (required for -p) and encodes the prompt. */
+static int load_tokenizer(generate_args *a, session *s) {
+    if (!a->prompt && !file_exists(a->model_dir, "tokenizer.json")) return 0;
+    if (!(s->tok = px_tokenizer_load(a->model_dir))) {
+        fprintf(stderr, "parallax: %s\n", px_error_get());
+        return -1;
+    }
+    s->text = px_tokenizer_stream_new(s->tok, PX_TOK_SKIP_SPECIAL);
+    if (!a->prompt) return echo_prompt(a, s);
+    size_t n = 0;
+    int32_t *ids = px_tokenizer_encode(s->tok, a->prompt, strlen(a->prompt), PX_TOK_ADD_SPECIAL, &n);
+    if (!ids) {
+        fprintf(stderr, "parallax: -p: %s\n", px_error_get());
+        return -1;
+    }
+    if (n == 0) {
+        free(ids);
+        fprintf(stderr, "parallax: -p: the prompt encodes to no tokens\n");
+        return -1;
+    }
+    a->ids = ids;
+    a->n_ids = (int)n;
+    return echo_prompt(a, s);
 }
 
 int px_cmd_generate(int argc, char **argv) {
@@ -172,9 +237,15 @@ int px_cmd_generate(int argc, char **argv) {
         return free(a.ids), 1;
     }
     const px_model_config *c = px_model_config_of(s.model);
-    if (a.n_ids > c->max_pos) {
-        fprintf(stderr, "parallax: --ids: prompt has %d tokens, more than the model's context (%d)\n", a.n_ids, c->max_pos);
+    if (load_tokenizer(&a, &s)) {
         px_model_free(s.model);
+        return free(a.ids), 1;
+    }
+    if (a.n_ids > c->max_pos) {
+        fprintf(stderr, "parallax: %s: prompt has %d tokens, more than the model's context (%d)\n", a.prompt ? "-p" : "--ids",
+                a.n_ids, c->max_pos);
+        px_model_free(s.model);
+        px_tokenizer_free(s.tok);
         return free(a.ids), 1;
     }
     int ctx = (int)PX_MIN((long)c->max_pos, a.n_ids + a.n_predict);
@@ -193,6 +264,8 @@ int px_cmd_generate(int argc, char **argv) {
     px_pool_destroy(s.pool);
     px_kv_cache_free(s.kv);
     px_model_free(s.model);
+    px_tokenizer_stream_free(s.text);
+    px_tokenizer_free(s.tok);
     free(blocks);
     free(out);
     free(a.ids);
