@@ -146,7 +146,7 @@ static void defaults_are_the_documented_ones(void) {
     px_cluster_params p;
     px_cluster_params_default(&p);
     CHECK(p.alpha == 2.0 && p.kv_reserve == 0.25 && isinf(p.unknown_rtt) && p.planning_rtt == 0.005);
-    CHECK(p.dp_max_nodes == 64 && p.dp_budget == 20000 && p.region_aware && p.place_leftovers && p.rebalance_cv == 0.25);
+    CHECK(p.dp_max_nodes == 32 && p.dp_budget == 5000 && p.region_aware && p.place_leftovers && p.rebalance_cv == 0.25);
     CHECK(p.heartbeat_timeout == 10.0 && p.ewma_weight == 0.3 && p.default_max_load == 16);
     px_node_info n;
     px_node_info_init(&n, "a-very-long-node-name-that-is-longer-than-the-sixty-four-bytes-we-keep-for-ids");

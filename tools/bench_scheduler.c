@@ -453,36 +453,52 @@ static void report(const sim *S) {
            S->routes ? S->route_time / S->routes * 1e6 : 0, S->routes);
 }
 
+static bool parse_sim_flags(sim *S, int argc, char **argv) {
+    for (int i = 0; i + 1 < argc; i++) {
+        const char *f = argv[i], *v = argv[i + 1];
+        if (!strcmp(f, "--nodes")) S->n_nodes = atoi(v), i++;
+        else if (!strcmp(f, "--seconds")) S->seconds = atof(v), i++;
+        else if (!strcmp(f, "--rate")) S->rate = atof(v), i++;
+        else if (!strcmp(f, "--churn")) S->churn_per_min = atof(v), i++;
+        else if (!strcmp(f, "--regions")) S->regions = atoi(v), i++;
+        else if (!strcmp(f, "--prompt")) S->prompt = atoi(v), i++;
+        else if (!strcmp(f, "--output")) S->output = atoi(v), i++;
+        else if (!strcmp(f, "--seed")) rng_state = strtoull(v, NULL, 10) | 1, i++;
+    }
+    if (S->n_nodes >= 1 && S->regions >= 1 && S->seconds > 0 && S->rate > 0) return true;
+    fprintf(stderr, "sim: --nodes, --regions, --seconds and --rate must be positive\n");
+    return false;
+}
+
+static void build_sim_cluster(sim *S) {
+    S->m = model_70b();
+    px_cluster_params p;
+    px_cluster_params_default(&p);
+    S->cluster = px_cluster_create(&S->m, &p);
+    S->nodes = px_calloc((size_t)S->n_nodes, sizeof *S->nodes);
+    S->node_of_slot = px_calloc((size_t)S->n_nodes + 1, sizeof *S->node_of_slot);
+    S->rtt = px_malloc((size_t)S->n_nodes * S->n_nodes * sizeof *S->rtt);
+    px_node_info *infos = px_malloc((size_t)S->n_nodes * sizeof *infos);
+    make_cluster(S->n_nodes, S->regions, infos, S->rtt);
+    for (int i = 0; i < S->n_nodes; i++) S->nodes[i].info = infos[i];
+    free(infos);
+    for (int i = 0; i < S->n_nodes; i++) sim_join(S, i, 0);
+}
+
+static void free_sim(sim *S) {
+    px_cluster_destroy(S->cluster);
+    free(S->nodes);
+    free(S->node_of_slot);
+    free(S->rtt);
+    free(S->req);
+    free(S->ttft);
+}
+
 static int run_sim(int argc, char **argv) {
     sim S = {.n_nodes = 32, .regions = 2, .prompt = 512, .output = 256, .seconds = 600, .rate = 2,
              .churn_per_min = 1, .step = 0.01, .downtime = 60};
-    for (int i = 0; i + 1 < argc; i++) {
-        const char *f = argv[i], *v = argv[i + 1];
-        if (!strcmp(f, "--nodes")) S.n_nodes = atoi(v), i++;
-        else if (!strcmp(f, "--seconds")) S.seconds = atof(v), i++;
-        else if (!strcmp(f, "--rate")) S.rate = atof(v), i++;
-        else if (!strcmp(f, "--churn")) S.churn_per_min = atof(v), i++;
-        else if (!strcmp(f, "--regions")) S.regions = atoi(v), i++;
-        else if (!strcmp(f, "--prompt")) S.prompt = atoi(v), i++;
-        else if (!strcmp(f, "--output")) S.output = atoi(v), i++;
-        else if (!strcmp(f, "--seed")) rng_state = strtoull(v, NULL, 10) | 1, i++;
-    }
-    if (S.n_nodes < 1 || S.regions < 1 || S.seconds <= 0) {
-        fprintf(stderr, "sim: --nodes, --regions and --seconds must be positive\n");
-        return 2;
-    }
-    S.m = model_70b();
-    px_cluster_params p;
-    px_cluster_params_default(&p);
-    S.cluster = px_cluster_create(&S.m, &p);
-    S.nodes = px_calloc((size_t)S.n_nodes, sizeof *S.nodes);
-    S.node_of_slot = px_calloc((size_t)S.n_nodes + 1, sizeof *S.node_of_slot);
-    S.rtt = px_malloc((size_t)S.n_nodes * S.n_nodes * sizeof *S.rtt);
-    px_node_info *infos = px_malloc((size_t)S.n_nodes * sizeof *infos);
-    make_cluster(S.n_nodes, S.regions, infos, S.rtt);
-    for (int i = 0; i < S.n_nodes; i++) S.nodes[i].info = infos[i];
-    free(infos);
-    for (int i = 0; i < S.n_nodes; i++) sim_join(&S, i, 0);
+    if (!parse_sim_flags(&S, argc, argv)) return 2;
+    build_sim_cluster(&S);
     double next_arrival = exponential(1.0 / S.rate), next_heartbeat = 1;
     for (double now = 0; now < S.seconds; now += S.step) {
         while (next_arrival <= now) add_request(&S, now), next_arrival += exponential(1.0 / S.rate);
@@ -493,12 +509,7 @@ static int run_sim(int argc, char **argv) {
         compact_requests(&S);
     }
     report(&S);
-    px_cluster_destroy(S.cluster);
-    free(S.nodes);
-    free(S.node_of_slot);
-    free(S.rtt);
-    free(S.req);
-    free(S.ttft);
+    free_sim(&S);
     return 0;
 }
 

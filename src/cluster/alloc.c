@@ -13,7 +13,10 @@
  *  4. Choose K maximising Z(K) = K^alpha / (T_comp + (S(K)/K) * RTT_avg), with
  *     T_comp = L * (unit-weighted mean per-layer latency of the allocatable
  *     nodes) and RTT_avg the mean known RTT between nodes of the same group
- *     (planning_rtt when none is known). Ties: fewer stages, then smaller K.
+ *     (every pair up to 256 nodes a group, a fixed sample of partners above;
+ *     planning_rtt when none is known). Ties: fewer stages, then smaller K.
+ *     A single greedy group skips k whose Z cannot win even at its lower
+ *     bound on stages.
  *  5. Each pipeline: stages in capacity order (or, when that leaves a stage
  *     empty, the most embedding room first and the most lm_head room last);
  *     layers by water-filling over position capacities and speeds, with a
@@ -179,6 +182,42 @@ static bool group_uses_greedy(const planner *P, const group *g) {
     return g->n > P->p->dp_max_nodes;
 }
 
+/* Greedy counts for every k, except that with a single group, k whose Z
+ * could not beat the best found even at its lower bound on stages (sum of
+ * the largest capacities) are skipped (-2): Z only falls as stages grow.
+ * k is walked downwards because Z mostly grows with k. */
+static void tabulate_greedy(const planner *P, group *g, int *bin_of) {
+    bool prune = P->n_groups == 1;
+    double best_z = -1;
+    long sum = 0;
+    int s_lb = 0;
+    for (int i = 0; i < g->n; i++) sum += g->units[i];
+    s_lb = g->n;
+    for (int k = g->k_max; k >= 1; k--) {
+        while (s_lb > k && sum - g->units[s_lb - 1] >= (long)k * P->need) sum -= g->units[--s_lb];
+        double z_bound = px_alloc_objective_value(k, s_lb, P->out->t_comp, P->out->rtt_avg, P->p);
+        if (prune && z_bound < best_z) {
+            g->stages[k] = -2;
+            continue;
+        }
+        g->stages[k] = px_search_greedy(g->units, g->n, P->need, k, bin_of);
+        if (g->stages[k] > 0)
+            best_z = PX_MAX(best_z, px_alloc_objective_value(k, g->stages[k], P->out->t_comp, P->out->rtt_avg, P->p));
+    }
+}
+
+static void tabulate_exact(const planner *P, group *g, int *bin_of) {
+    int proven = 0;
+    long budget_left = P->p->dp_budget;
+    for (int k = 1; k <= g->k_max; k++) {
+        bool ex;
+        g->lower[k] = proven + 1;
+        g->stages[k] = px_search_exact(g->units, g->n, P->need, k, g->lower[k], &budget_left, bin_of, &ex);
+        g->exact = g->exact && ex;
+        proven = ex && g->stages[k] > 0 ? g->stages[k] : 0;
+    }
+}
+
 static void tabulate_group(const planner *P, group *g) {
     long total = 0;
     for (int i = 0; i < g->n; i++) total += g->units[i];
@@ -189,19 +228,8 @@ static void tabulate_group(const planner *P, group *g) {
     g->exact = !g->greedy;
     int *bin_of = px_malloc((size_t)(g->n + 1) * sizeof *bin_of);
     g->stages[0] = 0;
-    int proven = 0;
-    long budget_left = P->p->dp_budget;
-    for (int k = 1; k <= g->k_max; k++) {
-        if (g->greedy) {
-            g->stages[k] = px_search_greedy(g->units, g->n, P->need, k, bin_of);
-            continue;
-        }
-        bool ex;
-        g->lower[k] = proven + 1;
-        g->stages[k] = px_search_exact(g->units, g->n, P->need, k, g->lower[k], &budget_left, bin_of, &ex);
-        g->exact = g->exact && ex;
-        proven = ex && g->stages[k] > 0 ? g->stages[k] : 0;
-    }
+    if (g->greedy) tabulate_greedy(P, g, bin_of);
+    else tabulate_exact(P, g, bin_of);
     free(bin_of);
 }
 
@@ -215,7 +243,6 @@ static void build_groups(planner *P) {
         sort_by_capacity(P, g->members, g->n);
         g->units = px_malloc((size_t)(g->n + 1) * sizeof *g->units);
         for (int i = 0; i < g->n; i++) g->units[i] = P->units[g->members[i]];
-        tabulate_group(P, g);
     }
 }
 
@@ -242,8 +269,9 @@ static double compute_rtt_avg(const planner *P) {
     int n_rtt = P->rtt ? P->n : 0;
     for (int gi = 0; gi < P->n_groups && n_rtt; gi++) {
         const group *g = &P->groups[gi];
+        int stride = g->n > 256 ? g->n / 128 : 1; /* big groups: a fixed sample of partners */
         for (int a = 0; a < g->n; a++)
-            for (int b = a + 1; b < g->n; b++) {
+            for (int b = a + 1; b < g->n; b += stride) {
                 double r = px_rtt_lookup(P->rtt, P->n, g->members[a], g->members[b], P->p->unknown_rtt);
                 if (isfinite(r)) sum += r, count++;
             }
@@ -637,11 +665,13 @@ int px_alloc_plan(const px_node_info *nodes, int n, const px_model_cost *cost, c
     if (rc == 0) {
         build_groups(&P);
         out->n_groups = P.n_groups;
-        out->used = PX_ALLOC_DP;
-        for (int g = 0; g < P.n_groups; g++)
-            if (P.groups[g].greedy) out->used = PX_ALLOC_GREEDY;
         out->t_comp = compute_t_comp(&P);
         out->rtt_avg = compute_rtt_avg(&P);
+        out->used = PX_ALLOC_DP;
+        for (int g = 0; g < P.n_groups; g++) {
+            tabulate_group(&P, &P.groups[g]);
+            if (P.groups[g].greedy) out->used = PX_ALLOC_GREEDY;
+        }
         combination c = combine_groups(&P);
         choose_k(&P, &c);
         free(c.best);

@@ -13,8 +13,8 @@ void px_cluster_params_default(px_cluster_params *p) {
     p->kv_reserve = 0.25;
     p->unknown_rtt = PX_RTT_UNREACHABLE;
     p->planning_rtt = 0.005;
-    p->dp_max_nodes = 64;
-    p->dp_budget = 20000;
+    p->dp_max_nodes = 32;
+    p->dp_budget = 5000;
     p->region_aware = true;
     p->place_leftovers = true;
     p->default_max_load = 16;
