@@ -54,6 +54,7 @@ typedef struct {
     int n_groups;
     px_allocation *out;
     int stages_cap;
+    long budget_left; /* exact-search steps left for the whole plan */
 } planner;
 
 /* ---------------- setup ---------------- */
@@ -206,19 +207,18 @@ static void tabulate_greedy(const planner *P, group *g, int *bin_of) {
     }
 }
 
-static void tabulate_exact(const planner *P, group *g, int *bin_of) {
+static void tabulate_exact(planner *P, group *g, int *bin_of) {
     int proven = 0;
-    long budget_left = P->p->dp_budget;
     for (int k = 1; k <= g->k_max; k++) {
         bool ex;
         g->lower[k] = proven + 1;
-        g->stages[k] = px_search_exact(g->units, g->n, P->need, k, g->lower[k], &budget_left, bin_of, &ex);
+        g->stages[k] = px_search_exact(g->units, g->n, P->need, k, g->lower[k], &P->budget_left, bin_of, &ex);
         g->exact = g->exact && ex;
         proven = ex && g->stages[k] > 0 ? g->stages[k] : 0;
     }
 }
 
-static void tabulate_group(const planner *P, group *g) {
+static void tabulate_group(planner *P, group *g) {
     long total = 0;
     for (int i = 0; i < g->n; i++) total += g->units[i];
     g->k_max = (int)PX_MIN(total / P->need, (long)g->n);
@@ -659,7 +659,7 @@ int px_alloc_plan(const px_node_info *nodes, int n, const px_model_cost *cost, c
     if (check_cost(cost) < 0) return -1;
     if (n < 0) n = 0;
     planner P = {.nodes = nodes, .n = n, .L = cost->n_layers, .need = px_stage_need(cost), .cost = cost,
-                 .rtt = rtt, .p = p, .out = out};
+                 .rtt = rtt, .p = p, .out = out, .budget_left = p->dp_budget};
     init_output(out, n, cost->n_layers);
     int rc = describe_nodes(&P);
     if (rc == 0) {

@@ -146,7 +146,7 @@ typedef struct {
     double unknown_rtt;           /* PX_RTT_UNREACHABLE: RTT assumed for an unmeasured pair */
     double planning_rtt;          /* 0.005 s: RTT_avg for Z when a group has no known pair */
     int dp_max_nodes;             /* 32 */
-    long dp_budget;               /* 5000 search steps per group (about 1 ms at worst),
+    long dp_budget;               /* 5000 exact-search steps per plan (about 1 ms at worst),
                                      after which the remaining k keep the greedy count */
     bool region_aware;            /* true: pipelines stay inside a region that can host one */
     bool place_leftovers;         /* true: nodes outside the k pipelines replicate layers */
