@@ -7,6 +7,7 @@ static const px_command commands[] = {
     {"generate", px_cmd_generate, "generate text with a model on this machine"},
     {"tokenize", px_cmd_tokenize, "encode text to token ids, or --decode ids to text"},
     {"template", px_cmd_template, "render a conversation with the model's chat template"},
+    {"serve", px_cmd_serve, "serve a model over an OpenAI-compatible HTTP API on this machine"},
 };
 
 static void print_usage(FILE *f) {

@@ -1,0 +1,379 @@
+/* http.c - the libmicrohttpd side of the server: one thread per connection
+ * (so a connection's thread may wait for its tokens), routing, request
+ * bodies, API keys, JSON and SSE responses.
+ *
+ * A request arrives in several access-handler calls: the first one sees the
+ * headers (a body announced larger than 4x the limit is refused at once with
+ * 413 and the connection closed), the middle ones the body pieces (kept up to
+ * the limit, then counted and dropped so the client still reads a clean 413),
+ * the last one routes. A non-stream generation pumps its job right in the
+ * handler and answers when it ends; a stream answers at once with a
+ * callback response whose reader pumps the job and hands out SSE text. When
+ * the client disappears the pump notices (socket hang-up), or the
+ * request-completed callback does: either way the engine request is aborted.
+ */
+#include "server_internal.h"
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PUMP_SLICE_MS 100
+#define MAX_DISCARD ((size_t)64 << 20) /* a body larger than this closes the connection */
+
+typedef struct {
+    px_sbuf body;
+    size_t seen;     /* body bytes received, kept or not */
+    bool too_large;
+    double t_start;
+    px_server_job *job;
+} http_ctx;
+
+/* ---- responses ---- */
+
+static void add_common_headers(struct MHD_Response *r, const char *type) {
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+}
+
+/* Queues body (malloc'd, taken over) with the status. */
+static enum MHD_Result send_body(px_server *s, struct MHD_Connection *c, px_endpoint ep, unsigned status,
+                                 const char *type, char *body) {
+    size_t len = strlen(body);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) return free(body), MHD_NO;
+    add_common_headers(r, type);
+    if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    px_server_metrics_request(s->metrics, ep, (int)status);
+    return rc;
+}
+
+static enum MHD_Result send_json(px_server *s, struct MHD_Connection *c, px_endpoint ep, unsigned status, cJSON *o) {
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return send_body(s, c, ep, status, "application/json", body);
+}
+
+static enum MHD_Result send_error(px_server *s, struct MHD_Connection *c, px_endpoint ep, const px_server_error *e) {
+    return send_body(s, c, ep, (unsigned)e->status, "application/json", px_server_error_json(e));
+}
+
+static enum MHD_Result fail(px_server *s, struct MHD_Connection *c, px_endpoint ep, int status, const char *code,
+                            const char *msg) {
+    px_server_error e;
+    px_server_fail(&e, status, NULL, code, "%s", msg);
+    return send_error(s, c, ep, &e);
+}
+
+/* ---- simple endpoints ---- */
+
+static enum MHD_Result handle_health(px_server *s, struct MHD_Connection *c) {
+    cJSON *o = cJSON_CreateObject();
+    bool stopping = atomic_load(&s->stopping);
+    cJSON_AddStringToObject(o, "status", stopping ? "stopping" : "ok");
+    return send_json(s, c, PX_EP_HEALTH, stopping ? 503 : 200, o);
+}
+
+static enum MHD_Result handle_metrics(px_server *s, struct MHD_Connection *c) {
+    px_engine_stats_t es;
+    px_engine_stats(s->engine, &es);
+    px_sbuf out = {0};
+    px_server_metrics_request(s->metrics, PX_EP_METRICS, 200); /* counted before rendering: it shows itself */
+    px_server_metrics_render(s->metrics, &es, atomic_load(&s->in_flight), &out);
+    struct MHD_Response *r = MHD_create_response_from_buffer(out.len, px_sbuf_take(&out), MHD_RESPMEM_MUST_FREE);
+    if (!r) return MHD_NO;
+    add_common_headers(r, "text/plain; version=0.0.4; charset=utf-8");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static cJSON *model_object(const px_server *s) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", s->model_name);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)s->created);
+    cJSON_AddStringToObject(m, "owned_by", "parallax");
+    cJSON_AddNumberToObject(m, "max_model_len", s->cfg.context_length);
+    return m;
+}
+
+static enum MHD_Result handle_models(px_server *s, struct MHD_Connection *c, const char *id) {
+    if (id) {
+        if (strcmp(id, s->model_name)) return fail(s, c, PX_EP_MODELS, 404, "model_not_found", "no such model");
+        return send_json(s, c, PX_EP_MODELS, 200, model_object(s));
+    }
+    cJSON *o = cJSON_CreateObject(), *data;
+    cJSON_AddStringToObject(o, "object", "list");
+    data = cJSON_AddArrayToObject(o, "data");
+    cJSON_AddItemToArray(data, model_object(s));
+    return send_json(s, c, PX_EP_MODELS, 200, o);
+}
+
+/* ---- generation ---- */
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    px_server_job *j = cls;
+    (void)pos;
+    while (j->out_pos == j->out.len) {
+        if (j->sent_done) return MHD_CONTENT_READER_END_OF_STREAM;
+        j->out.len = j->out_pos = 0;
+        if (j->sent_start && px_server_job_pump(j, PUMP_SLICE_MS) < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+        px_server_sse_emit(j);
+    }
+    size_t n = PX_MIN(max, j->out.len - j->out_pos);
+    memcpy(buf, j->out.data + j->out_pos, n);
+    j->out_pos += n;
+    return (ssize_t)n;
+}
+
+static void sse_free(void *cls) { px_server_job_unref(cls); }
+
+static enum MHD_Result start_stream(px_server *s, struct MHD_Connection *c, px_endpoint ep, px_server_job *j) {
+    px_server_job_ref(j);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, j, sse_free);
+    if (!r) return px_server_job_unref(j), MHD_NO;
+    add_common_headers(r, "text/event-stream; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    px_server_metrics_request(s->metrics, ep, 200);
+    return rc;
+}
+
+static enum MHD_Result finish_blocking(px_server *s, struct MHD_Connection *c, px_endpoint ep, px_server_job *j) {
+    while (j->end == PX_END_NONE) {
+        int r = px_server_job_pump(j, PUMP_SLICE_MS);
+        px_delta_append(&j->total, &j->delta);
+        px_delta_clear(&j->delta);
+        if (r < 0) break;
+    }
+    if (j->gone) return MHD_NO; /* nobody to answer: close */
+    if (j->end == PX_END_ERROR) {
+        px_server_error e;
+        px_server_fail(&e, 500, NULL, "engine_error", "generation failed: %s", j->engine_error ? j->engine_error : "unknown error");
+        return send_error(s, c, ep, &e);
+    }
+    if (j->end == PX_END_ABORT) return fail(s, c, ep, 503, "aborted", "the request was aborted by the server");
+    return send_body(s, c, ep, 200, "application/json", px_server_final_json(j));
+}
+
+static int client_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+static enum MHD_Result handle_generate(px_server *s, struct MHD_Connection *c, http_ctx *ctx, px_endpoint ep) {
+    px_server_error e;
+    if (ctx->too_large) {
+        px_server_fail(&e, 413, NULL, "request_too_large", "the request body has %zu bytes; the limit is %zu",
+                       ctx->seen, s->max_body);
+        return send_error(s, c, ep, &e);
+    }
+    if (atomic_load(&s->stopping)) return fail(s, c, ep, 503, "shutting_down", "the server is shutting down");
+    const char *body = ctx->body.data ? ctx->body.data : "";
+    if (!px_server_utf8_valid(body, ctx->body.len))
+        return fail(s, c, ep, 400, "invalid_utf8", "the request body is not valid UTF-8");
+    px_server_params p;
+    if (px_server_parse_request(&s->cfg, ep == PX_EP_CHAT ? PX_API_CHAT : PX_API_COMPLETIONS, body, ctx->body.len, &p, &e))
+        return send_error(s, c, ep, &e);
+    if (atomic_load(&s->in_flight) >= s->max_requests) {
+        px_server_params_free(&p);
+        return fail(s, c, ep, 429, "too_many_requests", "too many requests in flight; retry later");
+    }
+    bool stream = p.stream;
+    ctx->job = px_server_job_new(s, &p, client_fd(c), ctx->t_start);
+    if (px_server_job_submit(ctx->job, &e)) return send_error(s, c, ep, &e);
+    return stream ? start_stream(s, c, ep, ctx->job) : finish_blocking(s, c, ep, ctx->job);
+}
+
+/* ---- routing ---- */
+
+static bool authorized(const px_server *s, struct MHD_Connection *c) {
+    if (!s->api_key) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
+    h += 7;
+    size_t n = strlen(h), k = strlen(s->api_key);
+    unsigned diff = (unsigned)(n != k);
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)h[i] ^ (unsigned char)s->api_key[i % (k ? k : 1)];
+    return diff == 0;
+}
+
+/* The API path without an optional "/v1" prefix, or NULL. */
+static const char *api_path(const char *url) {
+    if (!strncmp(url, "/v1/", 4)) return url + 3;
+    return url;
+}
+
+static px_endpoint classify(const char *path) {
+    if (!strcmp(path, "/chat/completions")) return PX_EP_CHAT;
+    if (!strcmp(path, "/completions")) return PX_EP_COMPLETIONS;
+    if (!strcmp(path, "/models") || !strncmp(path, "/models/", 8)) return PX_EP_MODELS;
+    if (!strcmp(path, "/health")) return PX_EP_HEALTH;
+    if (!strcmp(path, "/metrics")) return PX_EP_METRICS;
+    return PX_EP_OTHER;
+}
+
+static enum MHD_Result preflight(px_server *s, struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    enum MHD_Result rc = MHD_queue_response(c, 204, r);
+    MHD_destroy_response(r);
+    px_server_metrics_request(s->metrics, PX_EP_OTHER, 204);
+    return rc;
+}
+
+static enum MHD_Result route(px_server *s, struct MHD_Connection *c, http_ctx *ctx, const char *url, const char *method) {
+    if (!strcmp(method, "OPTIONS")) return preflight(s, c);
+    const char *path = api_path(url);
+    px_endpoint ep = classify(path);
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (ep == PX_EP_OTHER) return fail(s, c, ep, 404, "not_found", "unknown route (see docs/server.md)");
+    if (ep == PX_EP_HEALTH) return get ? handle_health(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
+    if (ep == PX_EP_METRICS) return get ? handle_metrics(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
+    if (!authorized(s, c)) return fail(s, c, ep, 401, "invalid_api_key", "Incorrect API key provided.");
+    if (ep == PX_EP_MODELS) {
+        if (!get) return fail(s, c, ep, 405, "method_not_allowed", "use GET");
+        return handle_models(s, c, path[7] == '/' ? path + 8 : NULL);
+    }
+    if (!post) return fail(s, c, ep, 405, "method_not_allowed", "use POST");
+    return handle_generate(s, c, ctx, ep);
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+static enum MHD_Result first_call(px_server *s, struct MHD_Connection *c, void **req_cls) {
+    http_ctx *ctx = px_calloc(1, sizeof *ctx);
+    ctx->t_start = px_time_now();
+    *req_cls = ctx;
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > 4 * (unsigned long long)s->max_body) {
+        ctx->too_large = true;
+        ctx->seen = (size_t)strtoull(cl, NULL, 10);
+        return fail(s, c, PX_EP_OTHER, 413, "request_too_large", "the request body is too large");
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **req_cls) {
+    px_server *s = cls;
+    http_ctx *ctx = *req_cls;
+    (void)version;
+    if (!ctx) return first_call(s, c, req_cls);
+    if (*upload_size) {
+        ctx->seen += *upload_size;
+        if (ctx->seen > s->max_body) ctx->too_large = true;
+        else px_sbuf_add(&ctx->body, upload, *upload_size);
+        *upload_size = 0;
+        return ctx->seen > MAX_DISCARD ? MHD_NO : MHD_YES;
+    }
+    return route(s, c, ctx, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
+    http_ctx *ctx = *req_cls;
+    (void)cls, (void)c, (void)toe;
+    if (!ctx) return;
+    if (ctx->job) {
+        px_server_job_cancel(ctx->job); /* no-op when it ended normally */
+        px_server_job_unref(ctx->job);
+    }
+    px_sbuf_free(&ctx->body);
+    free(ctx);
+    *req_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    char line[512];
+    (void)cls;
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n') line[--n] = 0;
+    px_log_debug("http: %s", line);
+}
+
+/* ---- the server object ---- */
+
+px_server *px_server_create(px_engine *engine, const px_tokenizer *tok, int context_length,
+                            const px_server_options *opt) {
+    px_server_options o = opt ? *opt : (px_server_options){0};
+    px_server *s = px_calloc(1, sizeof *s);
+    s->engine = engine;
+    s->host = px_strdup(o.host ? o.host : "127.0.0.1");
+    s->port = o.port ? o.port : 3000;
+    if (o.port < 0) s->port = 0;
+    s->api_key = o.api_key && *o.api_key ? px_strdup(o.api_key) : NULL;
+    s->model_name = px_strdup(o.model_name ? o.model_name : "default");
+    s->max_body = o.max_body_bytes ? o.max_body_bytes : (size_t)4 << 20;
+    s->max_connections = o.max_connections > 0 ? o.max_connections : 512;
+    s->max_requests = o.max_requests > 0 ? o.max_requests : 1024;
+    s->created = (long)time(NULL);
+    s->cfg = (px_server_config){tok, s->model_name, context_length,
+                                o.max_tokens_limit > 0 ? PX_MIN(o.max_tokens_limit, context_length) : context_length};
+    s->metrics = px_server_metrics_new();
+    return s;
+}
+
+static int resolve(const px_server *s, struct sockaddr_storage *ss, bool *v6) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->port);
+    int rc = getaddrinfo(s->host, port, &hints, &res);
+    if (rc) return px_error_set("server: --host %s: %s", s->host, gai_strerror(rc)), -1;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int px_server_start(px_server *s) {
+    struct sockaddr_storage ss;
+    bool v6;
+    if (resolve(s, &ss, &v6)) return -1;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (v6) flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->max_connections,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, 600u,
+                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
+                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                                 MHD_OPTION_END);
+    if (!s->daemon) return px_error_set("server: cannot listen on %s:%d (in use, or not an address of this host)", s->host, s->port), -1;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (di) s->port = di->port;
+    return 0;
+}
+
+int px_server_port(const px_server *s) { return s->port; }
+
+void px_server_stop(px_server *s) {
+    if (!s || !s->daemon) return;
+    atomic_store(&s->stopping, true);
+    MHD_stop_daemon(s->daemon); /* waits for every connection thread; pumps see `stopping` */
+    s->daemon = NULL;
+}
+
+void px_server_free(px_server *s) {
+    if (!s) return;
+    px_server_stop(s);
+    px_server_metrics_free(s->metrics);
+    free(s->host);
+    free(s->api_key);
+    free(s->model_name);
+    free(s);
+}
