@@ -34,6 +34,7 @@ struct px_kvpool {
 };
 
 px_kvpool *px_kvpool_create(int n_blocks, int block_size) {
+    if (sodium_init() < 0) px_log_warn("kvpool: libsodium failed to initialise; using its portable hash code");
     px_kvpool *p = px_calloc(1, sizeof *p);
     p->n_blocks = n_blocks;
     p->block_size = block_size;

@@ -2,12 +2,10 @@
  * of operations and their semantics).
  *
  * Filtering works on a candidate array of (scaled logit, id) pairs:
- *   - top_k: a quickselect puts the k best (larger logit, then lower id)
- *     first, which are then sorted;
- *   - top_p without top_k: only a prefix of the sorted order matters, so the
- *     candidates above a threshold (max - 4, max - 8, ...) are sorted until
- *     their cumulative probability reaches top_p - usually a few dozen of
- *     a whole vocabulary;
+ *   - top_k: a heap (k <= 1024) or a quickselect puts the k best (larger
+ *     logit, then lower id) first, which are then sorted;
+ *   - top_p: on the sorted top-k a scan; on a whole vocabulary a quickselect
+ *     weighted by probability mass finds the nucleus without sorting it;
  *   - min_p: a threshold on the scaled logit (max + ln(min_p)).
  * The draw walks the kept candidates in a fixed order, accumulating
  * exp(x - max) in double, and picks the first whose running sum passes
@@ -20,6 +18,8 @@
 
 /* Below this temperature, logits / temperature could overflow: greedy instead. */
 #define PX_GREEDY_BELOW 1e-5f
+/* top_k up to this uses a heap, larger ones a quickselect */
+#define HEAP_TOP_K_MAX 1024
 
 typedef struct {
     float x;
@@ -30,6 +30,7 @@ struct px_sampler {
     int vocab;
     int32_t *counts; /* [vocab], all zero between calls */
     float *logprobs; /* [vocab] */
+    float *weights;  /* [vocab] exp(x - max) of the kept candidates */
     cand *cand;      /* [vocab] */
 };
 
@@ -38,6 +39,7 @@ px_sampler *px_sampler_create(int vocab) {
     s->vocab = vocab;
     s->counts = px_calloc((size_t)vocab, sizeof *s->counts);
     s->logprobs = px_malloc((size_t)vocab * sizeof *s->logprobs);
+    s->weights = px_malloc((size_t)vocab * sizeof *s->weights);
     s->cand = px_malloc((size_t)vocab * sizeof *s->cand);
     return s;
 }
@@ -46,6 +48,7 @@ void px_sampler_free(px_sampler *s) {
     if (!s) return;
     free(s->counts);
     free(s->logprobs);
+    free(s->weights);
     free(s->cand);
     free(s);
 }
@@ -128,9 +131,9 @@ static void log_softmax(const float *x, int n, float *out) {
     float m = x[0];
     for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += exp((double)x[i] - m);
-    double lse = m + log(sum);
-    for (int i = 0; i < n; i++) out[i] = (float)((double)x[i] - lse);
+    for (int i = 0; i < n; i++) sum += expf(x[i] - m);
+    float lse = (float)(m + log(sum));
+    for (int i = 0; i < n; i++) out[i] = x[i] - lse;
 }
 
 /* The n largest of lp[vocab], descending, ties to the lower id. */
@@ -181,6 +184,29 @@ static void select_best(cand *c, int n, int k) {
     }
 }
 
+/* Small k: a min-heap (worst kept candidate on top) over one pass, which
+ * rejects almost every candidate with one comparison. Afterwards c[0, k) are
+ * the k best, in heap order. */
+static void sift_down(cand *h, int k, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < k && better(h[w], h[l])) w = l;
+        if (r < k && better(h[w], h[r])) w = r;
+        if (w == i) return;
+        swap_cand(&h[i], &h[w]);
+        i = w;
+    }
+}
+
+static void heap_best(cand *c, int n, int k) {
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
+    for (int i = k; i < n; i++)
+        if (better(c[i], c[0])) {
+            swap_cand(&c[0], &c[i]);
+            sift_down(c, k, 0);
+        }
+}
+
 /* Moves the candidates with x >= t to the front (keeping their order); returns how many. */
 static int partition_at_least(cand *c, int n, float t) {
     int k = 0;
@@ -193,30 +219,47 @@ static int partition_at_least(cand *c, int n, float t) {
 static int prefix_reaching(const cand *c, int n, float m, double target) {
     double acc = 0;
     for (int i = 0; i < n; i++)
-        if ((acc += exp((double)c[i].x - m)) >= target) return i + 1;
+        if ((acc += expf(c[i].x - m)) >= target) return i + 1;
     return -1;
 }
 
-/* top_p: the nucleus of c[0, n) as a sorted prefix. Candidates below min_x
- * would be dropped by min_p anyway, so sorting stops there. */
-static int nucleus(cand *c, int n, bool sorted, float m, float min_x, float top_p) {
+/* Lomuto partition of c[lo, hi) around its median-of-three: returns p with
+ * c[lo, p) better than c[p] and c[p + 1, hi) worse (the order is strict). */
+static int partition_pivot(cand *c, int lo, int hi) {
+    int mid = lo + (hi - lo) / 2, last = hi - 1;
+    if (better(c[mid], c[lo])) swap_cand(&c[mid], &c[lo]);
+    if (better(c[last], c[lo])) swap_cand(&c[last], &c[lo]);
+    if (better(c[mid], c[last])) swap_cand(&c[mid], &c[last]); /* the median is now at last */
+    int p = lo;
+    for (int j = lo; j < last; j++)
+        if (better(c[j], c[last])) swap_cand(&c[p++], &c[j]);
+    swap_cand(&c[p], &c[last]);
+    return p;
+}
+
+static double mass(const cand *c, int lo, int hi, float m) {
     double z = 0;
-    for (int i = 0; i < n; i++) z += exp((double)c[i].x - m);
-    double target = top_p * z;
-    if (sorted) {
-        int len = prefix_reaching(c, n, m, target);
-        return len > 0 ? len : n;
+    for (int i = lo; i < hi; i++) z += expf(c[i].x - m);
+    return z;
+}
+
+/* top_p: rearranges c[0, n) so that the nucleus - the fewest best candidates
+ * whose mass reaches top_p of the total - comes first, and returns its size.
+ * Sorted input: a scan. Otherwise a quickselect weighted by mass: expected
+ * O(n), and only the last small range is sorted. */
+static int nucleus(cand *c, int n, bool sorted, float m, float top_p) {
+    double target = top_p * mass(c, 0, n, m), acc = 0; /* acc: mass of c[0, lo), all inside */
+    int lo = 0, hi = n;
+    while (!sorted && hi - lo > 32) {
+        int p = partition_pivot(c, lo, hi);
+        double up = mass(c, lo, p, m), piv = expf(c[p].x - m);
+        if (acc + up >= target) hi = p;
+        else if (acc + up + piv >= target) return p + 1;
+        else acc += up + piv, lo = p + 1;
     }
-    for (float gap = 4;; gap *= 2) {
-        float t = gap > 128 ? -INFINITY : m - gap;
-        bool last = t <= min_x;
-        if (last) t = min_x;
-        int k = partition_at_least(c, n, t);
-        qsort(c, (size_t)k, sizeof *c, cand_cmp);
-        int len = prefix_reaching(c, k, m, target);
-        if (len > 0) return len;
-        if (last || k == n) return k;
-    }
+    if (!sorted) qsort(c + lo, (size_t)(hi - lo), sizeof *c, cand_cmp);
+    int len = prefix_reaching(c + lo, hi - lo, m, target - acc);
+    return len > 0 ? lo + len : hi;
 }
 
 /* min_p: keeps x >= min_x (a prefix when sorted, order kept otherwise). */
@@ -229,12 +272,13 @@ static int cut_min_p(cand *c, int n, bool sorted, float min_x) {
     return partition_at_least(c, n, min_x);
 }
 
-static int32_t draw(const cand *c, int n, float m, uint64_t *rng) {
+static int32_t draw(px_sampler *s, const cand *c, int n, float m, uint64_t *rng) {
+    float *w = s->weights;
     double total = 0;
-    for (int i = 0; i < n; i++) total += exp((double)c[i].x - m);
+    for (int i = 0; i < n; i++) total += w[i] = expf(c[i].x - m);
     double r = px_rng_uniform(rng) * total, acc = 0;
     for (int i = 0; i < n; i++)
-        if ((acc += exp((double)c[i].x - m)) > r) return c[i].id;
+        if ((acc += w[i]) > r) return c[i].id;
     return c[n - 1].id;
 }
 
@@ -250,17 +294,17 @@ static int32_t sample_tempered(px_sampler *s, const px_sampling *p, const float 
     int n = V;
     bool sorted = false;
     if (p->top_k > 0 && p->top_k < V) {
-        select_best(c, V, p->top_k);
+        if (p->top_k <= HEAP_TOP_K_MAX) heap_best(c, V, p->top_k);
+        else select_best(c, V, p->top_k);
         n = p->top_k;
         qsort(c, (size_t)n, sizeof *c, cand_cmp);
         sorted = true;
     }
     if (p->top_p < 1) {
-        n = nucleus(c, n, sorted, m, min_x, p->top_p);
-        sorted = true;
+        n = nucleus(c, n, sorted, m, p->top_p); /* sorted stays as it was: the nucleus is a prefix either way */
     }
     if (p->min_p > 0) n = cut_min_p(c, n, sorted, min_x);
-    return draw(c, n, m, rng);
+    return draw(s, c, n, m, rng);
 }
 
 /* ---- the whole pipeline ---- */
