@@ -323,6 +323,31 @@ static void leftovers_replicate_the_lightest_layers(void) {
     px_allocation_free(&a);
 }
 
+/* a (34 layers, fast) + c (28 layers, slow) are the fewest stages for 48
+ * layers; b (10 layers, fast) would otherwise wait on standby while c runs 14
+ * layers. With measured RTTs b joins and takes layers off c. */
+static void a_fast_spare_node_joins_a_slow_pipeline(void) {
+    px_model_cost m = fx_model(48);
+    px_node_info nodes[3] = {fx_node("a", 34, 1000), fx_node("c", 28, 33), fx_node("b", 10, 500)};
+    double rtt[9];
+    fx_rtt_unknown(rtt, 3);
+    fx_rtt_set(rtt, 3, 0, 1, 0.0005);
+    fx_rtt_set(rtt, 3, 1, 2, 0.0005);
+    fx_rtt_set(rtt, 3, 0, 2, 0.0005);
+    px_cluster_params p = params();
+    px_allocation a;
+    CHECK(alloc_nodes(nodes, 3, &m, rtt, &p, &a) == 0);
+    CHECK(a.k == 1 && a.s == 2 && a.pipeline_offset[1] == 3 && a.role[2] == PX_SLICE_PIPELINE);
+    CHECK(a.start[0] == 0 && a.end[0] == 34 && a.end[1] - a.start[1] == 4 && a.end[2] - a.start[2] == 10);
+    px_allocation_free(&a);
+    /* no RTT known between b and the others: b cannot be reached, it waits */
+    fx_rtt_unknown(rtt, 3);
+    fx_rtt_set(rtt, 3, 0, 1, 0.0005);
+    CHECK(alloc_nodes(nodes, 3, &m, rtt, &p, &a) == 0);
+    CHECK(a.pipeline_offset[1] == 2 && a.role[2] == PX_SLICE_NONE && a.end[1] - a.start[1] == 14);
+    px_allocation_free(&a);
+}
+
 static void manual_slices_are_kept(void) {
     px_model_cost m = fx_model(36);
     px_node_info nodes[4] = {fx_node("a", 20, 10), fx_node("b", 20, 10), fx_node("m1", 20, 10), fx_node("m2", 20, 10)};
@@ -531,6 +556,7 @@ int main(void) {
     regions_too_small_alone_share_a_pool();
     our_objective_differs_from_the_published_one();
     leftovers_replicate_the_lightest_layers();
+    a_fast_spare_node_joins_a_slow_pipeline();
     manual_slices_are_kept();
     stage_table_matches_brute_force();
     a_small_budget_is_reported_as_inexact();

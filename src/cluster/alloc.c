@@ -22,6 +22,9 @@
  *     layers by water-filling over position capacities and speeds, with a
  *     one-layer floor per stage when plain water-filling would leave one empty
  *     (every node the search picked is needed for capacity).
+ *     In small groups a spare node joins the pipeline whose modelled latency
+ *     it lowers by >= 5% (the stage search alone would leave a fast small
+ *     node out while a slow big one carries many layers).
  *  6. Leftover nodes (largest first) replicate the most needed window of their
  *     group's layers (place.c), or stay on standby. With no pipeline, the plan
  *     still succeeds when manual slices and replicas chain from 0 to L. */
@@ -453,24 +456,128 @@ static int lay_out_pipeline(planner *P, int *members, int n) {
     return result;
 }
 
+/* ---------------- spare nodes that speed a pipeline up ----------------
+ * The stage search minimises stages, so a fast node with little memory can
+ * be left out while a slow one carries many layers. In groups of up to
+ * PX_ENRICH_MAX_NODES nodes, each node outside the pipelines (fastest first)
+ * joins the pipeline whose modelled per-token latency (sum of layers x
+ * latency + the RTT of every hop, after water-filling; an unknown RTT makes
+ * it unusable) it lowers most, when that is by at least 5% and the slowest
+ * stage does not get slower. */
+#define PX_ENRICH_MAX_NODES 64
+
+typedef struct {
+    double latency, bottleneck;
+} pipeline_speed;
+
+/* RTT of one hop: the measured one (unknown: unreachable) when there is a
+ * matrix, RTT_avg when there is none. */
+static double hop_rtt(const planner *P, int a, int b) {
+    if (!P->rtt) return P->out->rtt_avg;
+    return px_rtt_lookup(P->rtt, P->n, a, b, P->p->unknown_rtt);
+}
+
+static pipeline_speed estimate_pipeline(const planner *P, const int *members, int n) {
+    pipeline_speed out = {INFINITY, INFINITY};
+    int *m = px_malloc((size_t)(n + 1) * sizeof *m), *caps = px_malloc((size_t)(n + 1) * sizeof *caps);
+    int *counts = px_malloc((size_t)(n + 1) * sizeof *counts);
+    double *speeds = px_malloc((size_t)(n + 1) * sizeof *speeds);
+    memcpy(m, members, (size_t)n * sizeof *m);
+    sort_by_capacity(P, m, n);
+    bool ok = split_layers(P, m, n, caps, speeds, counts);
+    if (!ok) order_for_positions(P, m, n), ok = split_layers(P, m, n, caps, speeds, counts);
+    if (ok) {
+        out.latency = 0, out.bottleneck = 0;
+        for (int i = 0; i < n; i++) {
+            double t = counts[i] * P->latency[m[i]];
+            out.latency += t + (i > 0 ? hop_rtt(P, m[i - 1], m[i]) : 0);
+            out.bottleneck = PX_MAX(out.bottleneck, t);
+        }
+    }
+    free(m);
+    free(caps);
+    free(counts);
+    free(speeds);
+    return out;
+}
+
+typedef struct {
+    int *members, n;
+    pipeline_speed speed;
+} bin_plan;
+
+/* Gain in latency from adding node x to bin b, or 0 when not worth it. */
+static double gain_from_adding(const planner *P, bin_plan *b, int x) {
+    if (!isfinite(b->speed.latency)) return 0;
+    b->members[b->n] = x;
+    pipeline_speed with = estimate_pipeline(P, b->members, b->n + 1);
+    bool better = with.latency < 0.95 * b->speed.latency && with.bottleneck <= b->speed.bottleneck * (1 + 1e-12);
+    return better ? b->speed.latency - with.latency : 0;
+}
+
+static void enrich_bins(const planner *P, bin_plan *bins, int k, const int *spare, int n_spare, bool *used) {
+    for (int j = 0; j < n_spare; j++) {
+        int x = spare[j], best = -1;
+        double best_gain = 0;
+        for (int b = 0; b < k; b++) {
+            double gain = gain_from_adding(P, &bins[b], x);
+            if (gain > best_gain) best_gain = gain, best = b;
+        }
+        if (best < 0) continue;
+        bins[best].members[bins[best].n++] = x;
+        bins[best].speed = estimate_pipeline(P, bins[best].members, bins[best].n);
+        used[j] = true;
+    }
+}
+
+/* Nodes of g outside every bin, fastest first. */
+static int spare_nodes(const planner *P, const group *g, const int *bin_of, int *spare) {
+    int n = 0;
+    for (int i = 0; i < g->n; i++) {
+        if (bin_of[i] >= 0) continue;
+        int x = g->members[i], at = n++;
+        while (at > 0 && P->speed[spare[at - 1]] < P->speed[x]) spare[at] = spare[at - 1], at--;
+        spare[at] = x;
+    }
+    return n;
+}
+
+static void find_witness(const planner *P, const group *g, int *bin_of) {
+    if (g->greedy) {
+        px_search_greedy(g->units, g->n, P->need, g->chosen_k, bin_of);
+        return;
+    }
+    bool exact;
+    long budget_left = P->p->dp_budget; /* enough to find the witness the table found */
+    px_search_exact(g->units, g->n, P->need, g->chosen_k, g->lower[g->chosen_k], &budget_left, bin_of, &exact);
+}
+
 static void build_group_pipelines(planner *P, group *g) {
     if (g->chosen_k <= 0) return;
     int *bin_of = px_malloc((size_t)(g->n + 1) * sizeof *bin_of);
-    if (g->greedy) px_search_greedy(g->units, g->n, P->need, g->chosen_k, bin_of);
-    else {
-        bool exact;
-        long budget_left = P->p->dp_budget; /* enough to find the witness the table found */
-        px_search_exact(g->units, g->n, P->need, g->chosen_k, g->lower[g->chosen_k], &budget_left, bin_of, &exact);
-    }
-    int *members = px_malloc((size_t)(g->n + 1) * sizeof *members);
+    find_witness(P, g, bin_of);
+    bin_plan *bins = px_calloc((size_t)g->chosen_k, sizeof *bins);
     for (int b = 0; b < g->chosen_k; b++) {
-        int n = 0;
+        bins[b].members = px_malloc((size_t)(g->n + 1) * sizeof *bins[b].members);
         for (int i = 0; i < g->n; i++)
-            if (bin_of[i] == b) members[n++] = g->members[i];
-        if (lay_out_pipeline(P, members, n) > 0) g->n_pipelines++;
-        else px_log_debug("cluster: pipeline %d of a group could not be laid out: %s", b, px_error_get());
+            if (bin_of[i] == b) bins[b].members[bins[b].n++] = g->members[i];
     }
-    free(members);
+    if (g->n <= PX_ENRICH_MAX_NODES) {
+        int *spare = px_malloc((size_t)(g->n + 1) * sizeof *spare);
+        int n_spare = spare_nodes(P, g, bin_of, spare);
+        bool *used = px_calloc((size_t)n_spare + 1, sizeof *used);
+        for (int b = 0; b < g->chosen_k; b++) bins[b].speed = estimate_pipeline(P, bins[b].members, bins[b].n);
+        enrich_bins(P, bins, g->chosen_k, spare, n_spare, used);
+        free(spare);
+        free(used);
+    }
+    for (int b = 0; b < g->chosen_k; b++) {
+        sort_by_capacity(P, bins[b].members, bins[b].n);
+        if (lay_out_pipeline(P, bins[b].members, bins[b].n) > 0) g->n_pipelines++;
+        else px_log_debug("cluster: pipeline %d of a group could not be laid out: %s", b, px_error_get());
+        free(bins[b].members);
+    }
+    free(bins);
     free(bin_of);
 }
 
@@ -541,11 +648,12 @@ static void form_one_pipeline_directly(planner *P) {
     free(pool);
 }
 
-/* k and s as laid out (a re-run search with a fresh budget can only find
- * fewer stages than the table; a pipeline that could not be laid out is gone). */
+/* k, s and z are the search's choice; when a pipeline could not be laid
+ * out they follow what was built. (Spare nodes that joined pipelines add
+ * stages beyond s: pipeline_offset[n_pipelines] counts them.) */
 static void record_what_was_built(planner *P) {
     px_allocation *out = P->out;
-    if (out->n_pipelines == out->k && out->pipeline_offset[out->n_pipelines] == out->s) return;
+    if (out->n_pipelines == out->k) return;
     out->k = out->n_pipelines;
     out->s = out->pipeline_offset[out->n_pipelines];
     out->z = px_alloc_objective_value(out->k, out->s, out->t_comp, out->rtt_avg, P->p);

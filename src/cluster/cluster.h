@@ -184,7 +184,8 @@ typedef struct {
     int n_pipelines;
     int *pipeline_offset;        /* n_pipelines + 1 offsets into stages */
     px_stage *stages;            /* pipeline p is stages[offset[p] .. offset[p+1]) in order */
-    int k, s;                    /* the choice */
+    int k, s;                    /* the choice (spare nodes that joined pipelines add stages
+                                    beyond s: pipeline_offset[n_pipelines] counts them) */
     double z, t_comp, rtt_avg;   /* its objective and the terms that went in */
     int n_options;
     px_alloc_option *options;    /* every k that was evaluated, ascending */

@@ -205,6 +205,7 @@ static void add_choice(cJSON *root, const px_allocation *a, const px_cluster_par
     cJSON_AddNumberToObject(root, "alpha", p->alpha);
     cJSON_AddNumberToObject(root, "k", a->k);
     cJSON_AddNumberToObject(root, "stages", a->s);
+    cJSON_AddNumberToObject(root, "stages_built", a->pipeline_offset[a->n_pipelines]);
     cJSON_AddNumberToObject(root, "z", a->z);
     cJSON_AddNumberToObject(root, "t_comp_ms", a->t_comp * 1e3);
     cJSON_AddNumberToObject(root, "rtt_avg_ms", a->rtt_avg * 1e3);
