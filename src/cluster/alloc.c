@@ -18,7 +18,7 @@
  *     A single greedy group skips k whose Z cannot win even at its lower
  *     bound on stages.
  *  5. Each pipeline: stages in capacity order (or, when that leaves a stage
- *     empty, the most embedding room first and the most lm_head room last);
+ *     empty, the best first/last pair by embedding and lm_head room at the ends);
  *     layers by water-filling over position capacities and speeds, with a
  *     one-layer floor per stage when plain water-filling would leave one empty
  *     (every node the search picked is needed for capacity).
