@@ -39,6 +39,7 @@
 #include "tensor.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -716,11 +717,18 @@ int main(int argc, char **argv) {
     if (hf_out) {
         if (mkdir(hf_out, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", hf_out, strerror(errno));
         /* stale files from an earlier run with another sharding would confuse a loader */
-        char p[4096];
-        snprintf(p, sizeof(p), "%s/model.safetensors.index.json", hf_out);
-        remove(p);
-        snprintf(p, sizeof(p), "%s/model.safetensors", hf_out);
-        remove(p);
+        DIR *d = opendir(hf_out);
+        if (!d) die("cannot read %s: %s", hf_out, strerror(errno));
+        for (struct dirent *e; (e = readdir(d));) {
+            size_t n = strlen(e->d_name);
+            bool weights = n > 12 && !strncmp(e->d_name, "model", 5) && !strcmp(e->d_name + n - 12, ".safetensors");
+            if (weights || !strcmp(e->d_name, "model.safetensors.index.json")) {
+                char p[4096];
+                snprintf(p, sizeof(p), "%s/%s", hf_out, e->d_name);
+                if (remove(p) != 0) die("cannot remove stale %s: %s", p, strerror(errno));
+            }
+        }
+        closedir(d);
         write_config(hf_out, &s, hf_dtype);
         if (n_shards > 1) write_index(hf_out, &tl, n_shards, hf_total);
     }
