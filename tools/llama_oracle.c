@@ -18,7 +18,7 @@
  * llama.cpp source that npm node-llama-cpp (same version) ships, extracted
  * into the build folder by tools/llama_oracle.cmake. Before anything else the
  * runner checks that the library's llama_model_params/llama_context_params
- * agree with those headers (size and default values), so a mismatched pair
+ * agree with those headers (every default value), so a mismatched pair
  * fails loudly instead of corrupting memory.
  */
 #include "llama.h"
