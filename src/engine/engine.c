@@ -4,10 +4,11 @@
  * from /proc/meminfo, capped at what max_batch_size full contexts could
  * use four times over), maps it anonymously (pages are committed only when
  * first written), and prepares per-step buffers. The executor thread loops:
- * take aborts, plan a step (schedule.c), run px_model_forward() without the
- * lock, finish the step under the lock, then deliver the step's events with
- * the lock released, so callbacks may call px_engine_abort(). It sleeps on a
- * condition variable when there is nothing to run.
+ * take aborts, plan a step (schedule.c), run px_model_forward() and sample
+ * every logit row (in parallel over the pool) without the lock, finish the
+ * step under the lock, then deliver the step's events with the lock
+ * released, so callbacks may call px_engine_abort(). It sleeps on a condition
+ * variable when there is nothing to run.
  */
 #include "engine_internal.h"
 #include <inttypes.h>
@@ -145,6 +146,8 @@ static void alloc_step_buffers(px_engine *e) {
     e->b_pos = px_calloc((size_t)T, sizeof *e->b_pos);
     e->b_seq = px_calloc((size_t)T, sizeof *e->b_seq);
     e->logits = px_malloc((size_t)S * (size_t)e->cfg->vocab * sizeof *e->logits);
+    e->row_reqs = px_calloc((size_t)S, sizeof *e->row_reqs);
+    e->results = px_calloc((size_t)S, sizeof *e->results);
 }
 
 px_engine *px_engine_create(px_model *model, const px_engine_options *opt) {
@@ -161,8 +164,9 @@ px_engine *px_engine_create(px_model *model, const px_engine_options *opt) {
     e->ctx_limit = (int)PX_MIN((int64_t)e->cfg->max_pos, n_blocks * e->opt.block_size);
     e->max_blocks_per_seq = (e->ctx_limit + e->opt.block_size - 1) / e->opt.block_size;
     e->blocks = px_kvpool_create((int)n_blocks, e->opt.block_size);
-    e->sampler = px_sampler_create(e->cfg->vocab);
     e->pool = px_pool_create(e->opt.n_threads);
+    e->samplers = px_calloc((size_t)px_pool_size(e->pool), sizeof *e->samplers);
+    for (int i = 0; i < px_pool_size(e->pool); i++) e->samplers[i] = px_sampler_create(e->cfg->vocab);
     alloc_step_buffers(e);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
@@ -311,6 +315,7 @@ static void *executor_main(void *arg) {
         }
         pthread_mutex_unlock(&e->mu);
         int rc = run_forward(e);
+        if (!rc) px_engine_sample_rows(e);
         pthread_mutex_lock(&e->mu);
         e->totals.steps_total++;
         px_engine_finish_step(e, rc);
@@ -344,7 +349,8 @@ void px_engine_free(px_engine *e) {
     munmap(e->kv.k, e->kv_bytes_each);
     munmap(e->kv.v, e->kv_bytes_each);
     px_kvpool_free(e->blocks);
-    px_sampler_free(e->sampler);
+    for (int i = 0; i < px_pool_size(e->pool); i++) px_sampler_free(e->samplers[i]);
+    free(e->samplers);
     px_pool_destroy(e->pool);
     free(e->step_reqs);
     free(e->b_seqs);
@@ -353,6 +359,8 @@ void px_engine_free(px_engine *e) {
     free(e->b_pos);
     free(e->b_seq);
     free(e->logits);
+    free(e->row_reqs);
+    free(e->results);
     free(e->events);
     free(e->finished);
     free(e);

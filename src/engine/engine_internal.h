@@ -10,9 +10,9 @@
  *
  * Lists: `waiting` (FIFO; preempted requests go back to its front) holds no
  * KV blocks; `running` is in admission order, so its tail is the newest.
- * Everything here is guarded by `mu`, except what the executor reads during
- * the forward pass (tokens, blocks of running requests), which only the
- * executor ever changes.
+ * Everything here is guarded by `mu`, except what the executor uses during
+ * the forward pass and sampling (tokens, generator, blocks of requests in the
+ * step), which only the executor ever changes.
  */
 #ifndef PX_ENGINE_INTERNAL_H
 #define PX_ENGINE_INTERNAL_H
@@ -46,6 +46,7 @@ struct px_request {
     px_token_callback cb;
     void *user;
     /* this step */
+    bool in_step;
     int chunk;     /* tokens scheduled */
     int logit_row; /* row in the logits, or -1 */
 };
@@ -72,7 +73,7 @@ struct px_engine {
     px_kv_cache kv;
     size_t kv_bytes_each; /* size of the k and of the v mapping */
     px_kvpool *blocks;
-    px_sampler *sampler;
+    px_sampler **samplers; /* one per pool thread */
 
     pthread_mutex_t mu;
     pthread_cond_t wake;
@@ -89,6 +90,8 @@ struct px_engine {
     px_seq_blocks *b_seqs;
     int n_batch_tokens, n_rows;
     float *logits; /* [max_batch_size, vocab] */
+    px_request **row_reqs;     /* [max_batch_size] the request of each logit row */
+    px_sample_result *results; /* [max_batch_size] the token sampled from each row */
 
     /* events and finished requests of the step (executor only) */
     px_pending_event *events;
@@ -106,6 +109,7 @@ void px_req_list_remove(px_req_list *l, px_request *r);
 /* schedule.c: under mu */
 void px_engine_handle_aborts(px_engine *e);
 void px_engine_plan_step(px_engine *e);  /* fills step_reqs and the batch arrays */
+void px_engine_sample_rows(px_engine *e); /* executor, without the lock */
 void px_engine_finish_step(px_engine *e, int forward_rc);
 void px_engine_finish_request(px_engine *e, px_request *r, px_finish_reason why, const char *error);
 

@@ -2,18 +2,22 @@
  *
  * px_engine_plan_step() fills the batch under two budgets, max_batch_size
  * sequences and max_tokens_per_batch tokens:
- *   1. running requests, oldest first, each with its next chunk: one token
- *      when decoding, up to chunked_prefill_size while (re)computing a prompt.
- *      A request that cannot get the KV blocks for its chunk preempts the
- *      newest running request (which may be itself) until it can: preempted
- *      requests free their blocks and go back to the front of the queue.
+ *   1. running requests, oldest first, each with its next chunk: first
+ *      every decode (one token), then the chunks (up to chunked_prefill_size)
+ *      of those still (re)computing a prompt, so a long prompt never delays
+ *      the next token of requests already generating. A request that cannot
+ *      get the KV blocks for its chunk preempts the newest running request
+ *      not yet in the step (at worst itself) until it can: preempted requests
+ *      free their blocks and go back to the front of the queue.
  *   2. unless something was preempted, waiting requests in arrival order:
  *      the longest chain of cached prefix blocks is reused (at most up to the
  *      last token, whose logits are needed), then the first chunk of the rest
  *      is scheduled if its blocks can be had; otherwise the queue waits.
- * px_engine_finish_step() then advances each request by its chunk, offers
- * newly filled blocks to the prefix cache, samples where a chunk reached the
- * end of the sequence, and decides stops (EOS / stop ids, max_tokens, context).
+ * px_engine_sample_rows() samples every logit row in parallel over the pool,
+ * outside the lock (only the executor touches a request's tokens and
+ * generator). px_engine_finish_step() then advances each request by its
+ * chunk, offers newly filled blocks to the prefix cache, appends the sampled
+ * tokens and decides stops (EOS / stop ids, max_tokens, context).
  * Events are queued here and delivered by the executor outside the lock.
  */
 #include "engine_internal.h"
@@ -130,6 +134,7 @@ static void add_to_step(px_engine *e, px_request *r, int chunk) {
     e->step_reqs[si] = r;
     e->b_seqs[si] = (px_seq_blocks){r->blocks, r->n_blocks};
     r->chunk = chunk;
+    r->in_step = true;
     for (int j = 0; j < chunk; j++) {
         int t = e->n_batch_tokens++;
         e->b_tokens[t] = r->tokens[r->n_computed + j];
@@ -139,6 +144,7 @@ static void add_to_step(px_engine *e, px_request *r, int chunk) {
     r->logit_row = -1;
     if (r->n_computed + chunk == r->n_tokens) {
         r->logit_row = e->n_rows;
+        e->row_reqs[e->n_rows] = r;
         e->b_rows[e->n_rows++] = e->n_batch_tokens - 1;
     }
 }
@@ -147,23 +153,40 @@ static int chunk_for(const px_engine *e, const px_request *r, int tok_budget) {
     return PX_MIN(PX_MIN(r->n_tokens - r->n_computed, e->opt.chunked_prefill_size), tok_budget);
 }
 
-/* Returns true when some request was preempted. */
+/* The newest running request not already in this step (at worst r itself). */
+static px_request *pick_victim(px_engine *e) {
+    for (px_request *v = e->running.tail; v; v = v->prev)
+        if (!v->in_step) return v;
+    return NULL;
+}
+
+/* Schedules r's next chunk, preempting newer requests for blocks as needed.
+ * Returns false when r itself had to be preempted. */
+static bool schedule_one(px_engine *e, px_request *r, int *tok_budget, bool *preempted) {
+    int chunk = chunk_for(e, r, *tok_budget);
+    while (!ensure_blocks(e, r, r->n_computed + chunk)) {
+        px_request *victim = pick_victim(e); /* never NULL: r itself qualifies */
+        preempt(e, victim);
+        *preempted = true;
+        if (victim == r) return false;
+    }
+    add_to_step(e, r, chunk);
+    *tok_budget -= chunk;
+    return true;
+}
+
+/* Decodes first (one token each, oldest first), then the chunks of running
+ * requests still (re)computing their prompt. Returns true when something was
+ * preempted. */
 static bool schedule_running(px_engine *e, int *tok_budget) {
     bool preempted = false;
-    for (px_request *r = e->running.head; r; r = r->next) {
-        if (e->n_step == e->opt.max_batch_size || *tok_budget == 0) break;
-        int chunk = chunk_for(e, r, *tok_budget);
-        bool lost_self = false;
-        while (!lost_self && !ensure_blocks(e, r, r->n_computed + chunk)) {
-            px_request *victim = e->running.tail; /* newest; never one already in this step */
-            lost_self = victim == r;
-            preempt(e, victim);
-            preempted = true;
+    for (int pass = 0; pass < 2; pass++)
+        for (px_request *r = e->running.head; r; r = r->next) {
+            if (e->n_step == e->opt.max_batch_size || *tok_budget == 0) return preempted;
+            bool decode = r->n_tokens - r->n_computed == 1;
+            if (r->in_step || decode != (pass == 0)) continue;
+            if (!schedule_one(e, r, tok_budget, &preempted)) break; /* out of blocks: this pass is over */
         }
-        if (lost_self) break; /* r was the newest: nothing after it is left */
-        add_to_step(e, r, chunk);
-        *tok_budget -= chunk;
-    }
     return preempted;
 }
 
@@ -217,9 +240,9 @@ static bool is_stop_token(const px_engine *e, const px_request *r, int32_t tok) 
     return false;
 }
 
-static void sample_next(px_engine *e, px_request *r, float *logits) {
-    px_sample_result sr;
-    px_sampler_sample(e->sampler, &r->s, logits, r->tokens, r->n_prompt, r->n_tokens, &r->rng, &sr);
+/* Appends the token sampled for r (by px_engine_sample_rows) and decides its stop. */
+static void take_sample(px_engine *e, px_request *r, const px_sample_result *res) {
+    px_sample_result sr = *res;
     r->tokens[r->n_tokens++] = sr.token;
     e->totals.generated_tokens_total++;
     px_finish_reason why = PX_FINISH_NONE;
@@ -233,10 +256,23 @@ static void sample_next(px_engine *e, px_request *r, float *logits) {
     if (why != PX_FINISH_NONE) retire(e, r);
 }
 
+static void sample_range(void *arg, int64_t start, int64_t end, int thread) {
+    px_engine *e = arg;
+    for (int64_t i = start; i < end; i++) {
+        px_request *r = e->row_reqs[i];
+        px_sampler_sample(e->samplers[thread], &r->s, e->logits + (size_t)i * (size_t)e->cfg->vocab, r->tokens,
+                          r->n_prompt, r->n_tokens, &r->rng, &e->results[i]);
+    }
+}
+
+void px_engine_sample_rows(px_engine *e) {
+    if (e->n_rows > 0) px_pool_run(e->pool, e->n_rows, 1, sample_range, e);
+}
+
 void px_engine_finish_step(px_engine *e, int forward_rc) {
-    const int vocab = e->cfg->vocab;
     for (int si = 0; si < e->n_step; si++) {
         px_request *r = e->step_reqs[si];
+        r->in_step = false;
         if (forward_rc) {
             px_engine_finish_request(e, r, PX_FINISH_ERROR, e->error);
             continue;
@@ -244,7 +280,7 @@ void px_engine_finish_step(px_engine *e, int forward_rc) {
         r->n_computed += r->chunk;
         register_full_blocks(e, r);
         if (r->aborted) px_engine_finish_request(e, r, PX_FINISH_ABORT, NULL);
-        else if (r->logit_row >= 0) sample_next(e, r, e->logits + (size_t)r->logit_row * vocab);
+        else if (r->logit_row >= 0) take_sample(e, r, &e->results[r->logit_row]);
     }
     e->n_step = 0;
 }
