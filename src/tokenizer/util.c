@@ -345,15 +345,53 @@ void tk_pieces_free(tk_pieces *p) {
 
 /* ---- regex ---- */
 
-bool tk_regex_compile(tk_regex *re, const char *pattern, size_t len, const char *what) {
+/* Unicode's White_Space, which Oniguruma (tokenizers' regex engine) uses for
+ * \s; PCRE2's \s also matches U+180E, so \s and \S are spelled out. */
+#define WHITE_SPACE "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+
+static char *rewrite_spaces(const char *p, size_t n, size_t *len_out) {
+    tk_buf b = {0};
+    bool in_class = false;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\\' && i + 1 < n) {
+            char e = p[i + 1];
+            if (e == 's') tk_buf_puts(&b, in_class ? WHITE_SPACE : "[" WHITE_SPACE "]");
+            else if (e == 'S' && !in_class) tk_buf_puts(&b, "[^" WHITE_SPACE "]");
+            else tk_buf_put(&b, p + i, 2);
+            i++;
+            continue;
+        }
+        if (p[i] == '[' && !in_class) {
+            in_class = true;
+            tk_buf_putc(&b, p[i]);
+            if (i + 1 < n && p[i + 1] == '^') tk_buf_putc(&b, p[++i]);
+            if (i + 1 < n && p[i + 1] == ']') tk_buf_putc(&b, p[++i]); /* a literal ] first in a class */
+            continue;
+        }
+        if (p[i] == '[' && in_class && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] inside a class */
+            const char *end = memmem(p + i, n - i, ":]", 2);
+            size_t k = end ? (size_t)(end - p) + 2 : n;
+            tk_buf_put(&b, p + i, k - i);
+            i = k - 1;
+            continue;
+        }
+        if (p[i] == ']' && in_class) in_class = false;
+        tk_buf_putc(&b, p[i]);
+    }
+    return tk_buf_detach(&b, len_out);
+}
+
+bool tk_regex_compile(tk_regex *re, const char *pattern_in, size_t len_in, const char *what) {
     int err;
     PCRE2_SIZE off;
+    size_t len;
+    char *pattern = rewrite_spaces(pattern_in, len_in, &len);
     re->code = pcre2_compile((PCRE2_SPTR)pattern, len, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &off, NULL);
+    free(pattern);
     if (!re->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        px_error_set("%s: regex '%.*s' does not compile at offset %zu: %s", what, (int)PX_MIN(len, 200), pattern,
-                     (size_t)off, (char *)msg);
+        px_error_set("%s: regex '%.*s' does not compile: %s", what, (int)PX_MIN(len_in, 200), pattern_in, (char *)msg);
         return false;
     }
     re->jit = pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE) == 0;
