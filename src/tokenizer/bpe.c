@@ -258,7 +258,7 @@ void tk_bpe_word(const px_tokenizer *tok, tk_bpe_scratch *sc, const char *s, siz
     if (out->n - first > CACHE_IDS) return;
     *c = (cache_slot){.hash = h, .serial = tok->serial, .key_len = (uint8_t)n, .n_ids = (uint8_t)(out->n - first)};
     memcpy(c->key, s, n);
-    memcpy(c->ids, out->v + first, (out->n - first) * sizeof *out->v);
+    if (out->n > first) memcpy(c->ids, out->v + first, (out->n - first) * sizeof *out->v);
 }
 
 void tk_bpe_scratch_free(tk_bpe_scratch *sc) {
