@@ -75,13 +75,22 @@ static void set_piece(px_tokenizer *tok, int32_t id, const char *s) {
     tok->piece_len[id] = (uint32_t)strlen(s);
 }
 
+/* Whether s has a ▁ right after a character other than ▁. */
+static bool inner_metaspace(const char *s, size_t len) {
+    for (const char *p = s; (p = memmem(p, len - (size_t)(p - s), "\xE2\x96\x81", 3)); p += 3)
+        if (p > s && !(p - s >= 3 && !memcmp(p - 3, "\xE2\x96\x81", 3))) return true;
+    return false;
+}
+
 static bool load_vocab(px_tokenizer *tok, const cJSON *vocab) {
     tk_buf raw = {0};
     const cJSON *it;
     tk_strmap_init(&tok->vocab, (size_t)cJSON_GetArraySize(vocab));
+    tok->split_meta = !tok->byte_level;
     cJSON_ArrayForEach(it, vocab) {
         int32_t id = (int32_t)it->valuedouble;
         size_t len = strlen(it->string);
+        if (tok->split_meta && inner_metaspace(it->string, len)) tok->split_meta = false;
         if (!tok->pieces[id]) set_piece(tok, id, it->string);
         tk_strmap_put(&tok->piece_map, it->string, len, id);
         raw.n = 0;
@@ -142,6 +151,8 @@ static bool load_model(px_tokenizer *tok, const cJSON *model) {
     load_affix(tok, model, "continuing_subword_prefix", &tok->cont_prefix, &tok->cont_prefix_len);
     load_affix(tok, model, "end_of_word_suffix", &tok->eow_suffix, &tok->eow_suffix_len);
     load_byte_ids(tok);
+    /* cutting words before ▁ needs ▁ itself in the vocab and no word-position affixes */
+    if (tk_strmap_get(&tok->vocab, "\xE2\x96\x81", 3) < 0 || tok->cont_prefix || tok->eow_suffix) tok->split_meta = false;
     return tk_bpe_load_merges(tok, cJSON_GetObjectItemCaseSensitive(model, "merges"));
 }
 

@@ -231,6 +231,7 @@ struct px_tokenizer {
     /* BPE model */
     tk_pairmap merges;
     bool byte_level, byte_fallback, fuse_unk, ignore_merges;
+    bool split_meta; /* no token has ▁ after another character: words can be cut before such a ▁ */
     int32_t unk_id;
     char *cont_prefix, *eow_suffix;
     size_t cont_prefix_len, eow_suffix_len;

@@ -134,12 +134,32 @@ typedef struct {
     pcre2_match_data *md;
 } encoder;
 
+/* BPE on one word. When no token of the vocabulary has a ▁ after another
+ * character (SentencePiece vocabularies), no merge can cross such a place,
+ * so the word is cut there first: same ids, much smaller merge heaps, and
+ * the pieces hit the word cache. */
+static void encode_word(encoder *e, const char *s, size_t n) {
+    if (!e->tok->split_meta) {
+        tk_bpe_word(e->tok, &e->bpe, s, n, e->out);
+        return;
+    }
+    size_t start = 0;
+    for (const char *p = s; (p = memmem(p, n - (size_t)(p - s), "\xE2\x96\x81", 3)); p += 3) {
+        size_t at = (size_t)(p - s);
+        if (at > start && !(at >= 3 && !memcmp(p - 3, "\xE2\x96\x81", 3))) {
+            tk_bpe_word(e->tok, &e->bpe, s + start, at - start, e->out);
+            start = at;
+        }
+    }
+    tk_bpe_word(e->tok, &e->bpe, s + start, n - start, e->out);
+}
+
 static void encode_piece_text(encoder *e, const char *s, size_t n, bool first) {
     tk_pieces *p = &e->pieces;
     tk_pieces_clear(p);
     tk_pieces_add_text(p, s, n, first);
     if (e->tok->pre) tk_pre_apply(e->tok->pre, p, e->md);
-    for (size_t i = 0; i < p->n; i++) tk_bpe_word(e->tok, &e->bpe, p->text.p + p->v[i].off, p->v[i].len, e->out);
+    for (size_t i = 0; i < p->n; i++) encode_word(e, p->text.p + p->v[i].off, p->v[i].len);
 }
 
 /* One segment of text between added tokens: normalize, split on normalized
