@@ -18,7 +18,8 @@
  *
  * Events: one per sampled token (token >= 0, finish NONE), the last one with
  * its finish reason: STOP and LENGTH carry the final token; ABORT and ERROR
- * carry token -1 (and `error` for ERROR). logprob/top_logprobs are the
+ * carry token -1 (and `error` for ERROR, valid during the callback only).
+ * logprob/top_logprobs are the
  * log-softmax of the logits after logit_bias and the repetition/presence/
  * frequency penalties, at temperature 1, before top-k/top-p/min-p.
  *
@@ -27,6 +28,11 @@
  * engine except px_engine_abort(). After the final event of a request its
  * callback is never called again. Ownership: the engine borrows the model
  * (free the engine first), copies the prompt and sampling parameters.
+ *
+ * Added after the first version of this interface (nothing renamed):
+ * px_engine_options_defaults() (and "0 = default" for every option),
+ * px_engine_stats_t.preemptions_total / steps_total, and the precise meaning
+ * of context_length and of token -1 events above. See docs/engine.md.
  */
 #ifndef PX_ENGINE_H
 #define PX_ENGINE_H
