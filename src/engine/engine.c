@@ -162,7 +162,6 @@ px_engine *px_engine_create(px_model *model, const px_engine_options *opt) {
     int64_t n_blocks = 0;
     if (resolve_options(opt, &e->opt) || size_kv_pool(e, &n_blocks) || map_kv(e, n_blocks)) return free(e), NULL;
     e->ctx_limit = (int)PX_MIN((int64_t)e->cfg->max_pos, n_blocks * e->opt.block_size);
-    e->max_blocks_per_seq = (e->ctx_limit + e->opt.block_size - 1) / e->opt.block_size;
     e->blocks = px_kvpool_create((int)n_blocks, e->opt.block_size);
     e->pool = px_pool_create(e->opt.n_threads);
     e->samplers = px_calloc((size_t)px_pool_size(e->pool), sizeof *e->samplers);

@@ -68,7 +68,6 @@ struct px_engine {
     const px_model_config *cfg;
     px_engine_options opt;
     int ctx_limit; /* min(model context, tokens the pool holds) */
-    int max_blocks_per_seq;
     px_pool *pool;
     px_kv_cache kv;
     size_t kv_bytes_each; /* size of the k and of the v mapping */
