@@ -27,3 +27,22 @@ set_tests_properties(server_unit PROPERTIES LABELS unit)
 
 add_executable(test_hub_fetch hub_fetch_main.c)
 target_link_libraries(test_hub_fetch PRIVATE px_hub)
+
+# Node-driven tests: `parallax serve` on real model files (see the header).
+set(PX_SERVER_NODE_GUARD "command -v node >/dev/null || { echo 'SKIP: node is not installed'; exit 77; }")
+if(TARGET parallax)
+  add_test(NAME server_hub COMMAND sh -c "${PX_SERVER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/server_hub.mjs --driver $<TARGET_FILE:test_hub_fetch> --model ${PX_AIDREAMS} --work ${PX_SERVER_OUT}/hub --parallax $<TARGET_FILE:parallax>")
+  set_tests_properties(server_hub PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+  add_test(NAME server_api COMMAND sh -c "${PX_SERVER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/server_api.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS}")
+  set_tests_properties(server_api PROPERTIES LABELS "model;oracle" SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+  if(EXISTS ${CMAKE_SOURCE_DIR}/tools/make_random_model.cmake) # the target is defined after tests/
+    add_test(NAME server_chat COMMAND sh -c "${PX_SERVER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/server_chat.mjs --parallax $<TARGET_FILE:parallax> --make-model $<TARGET_FILE:make_random_model> --tokenizer ${PX_SERVER_QWEN3_TOK} --work ${PX_SERVER_OUT}")
+    set_tests_properties(server_chat PROPERTIES LABELS oracle SKIP_RETURN_CODE 77 TIMEOUT 600)
+  endif()
+
+  # 64 streaming clients, random lengths and disconnects, 10 s (the 60 s run: scripts/server_load_test.sh)
+  add_test(NAME server_load_short COMMAND sh -c "${PX_SERVER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/server_load.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --duration 10 --clients 64")
+  set_tests_properties(server_load_short PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
+endif()

@@ -21,7 +21,7 @@
 
 typedef struct {
     const char *model, *host, *api_key, *name, *revision;
-    long port, threads, max_batch, max_tokens_batch, chunk, block_size, max_body;
+    long port, threads, max_batch, max_tokens_batch, chunk, block_size, max_body, max_requests;
     int dtype;
     int64_t kv_bytes;
     double kv_fraction;
@@ -47,6 +47,7 @@ static void print_help(void) {
            "      --api-key KEY               require 'Authorization: Bearer KEY' on /v1 (also $PARALLAX_API_KEY)\n"
            "      --served-model-name NAME    the model id clients use (default: repo id or directory name)\n"
            "      --max-body-bytes N          largest request body (default 4194304)\n"
+           "      --max-requests N            generations in flight before new ones get 429 (default 1024)\n"
            "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health, /metrics\n"
            "(docs/server.md).\n");
 }
@@ -78,7 +79,7 @@ static int parse_int_flag(const char *f, const char *v, serve_args *a) {
         {"--port", &a->port, 0, 65535}, {"-t", &a->threads, 1, 1024}, {"--threads", &a->threads, 1, 1024},
         {"--max-batch-size", &a->max_batch, 1, 65536}, {"--max-num-tokens-per-batch", &a->max_tokens_batch, 1, 1 << 20},
         {"--chunked-prefill-size", &a->chunk, 1, 1 << 20}, {"--block-size", &a->block_size, 1, 4096},
-        {"--max-body-bytes", &a->max_body, 1024, 1L << 30}};
+        {"--max-body-bytes", &a->max_body, 1024, 1L << 30}, {"--max-requests", &a->max_requests, 1, 1 << 20}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (!strcmp(f, ints[i].name)) return px_flag_int(f, v, ints[i].lo, ints[i].hi, ints[i].out) ? 0 : 2;
     return -1;
@@ -157,7 +158,7 @@ static int start_all(const serve_args *a, const char *dir, const char *name, ser
     px_engine_stats_t es;
     px_engine_stats(st->engine, &es);
     px_server_options so = {.host = a->host, .port = a->port ? (int)a->port : -1, .api_key = a->api_key,
-                            .model_name = name, .max_body_bytes = (size_t)a->max_body};
+                            .model_name = name, .max_body_bytes = (size_t)a->max_body, .max_requests = (int)a->max_requests};
     if (!(st->server = px_server_create(st->engine, st->tok, es.context_length, &so))) return -1;
     if (px_server_start(st->server)) return -1;
     px_log_info("serving %s as '%s' on http://%s%s%s:%d (OpenAI API under /v1; context %d tokens, %d KV blocks)", dir,

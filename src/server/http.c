@@ -87,7 +87,8 @@ static enum MHD_Result handle_metrics(px_server *s, struct MHD_Connection *c) {
     px_sbuf out = {0};
     px_server_metrics_request(s->metrics, PX_EP_METRICS, 200); /* counted before rendering: it shows itself */
     px_server_metrics_render(s->metrics, &es, atomic_load(&s->in_flight), &out);
-    struct MHD_Response *r = MHD_create_response_from_buffer(out.len, px_sbuf_take(&out), MHD_RESPMEM_MUST_FREE);
+    size_t len = out.len;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, px_sbuf_take(&out), MHD_RESPMEM_MUST_FREE);
     if (!r) return MHD_NO;
     add_common_headers(r, "text/plain; version=0.0.4; charset=utf-8");
     enum MHD_Result rc = MHD_queue_response(c, 200, r);

@@ -112,6 +112,10 @@ static void on_engine_event(void *user, const px_token_event *ev) {
     px_server_job *j = user;
     double now = px_time_now();
     pthread_mutex_lock(&j->mu);
+    /* A request can end before px_engine_submit() has returned; holding its
+     * final event until then keeps the engine from freeing the request while
+     * submit may still read it (the engine frees requests after callbacks). */
+    while (ev->finish != PX_FINISH_NONE && !j->engine_id) pthread_cond_wait(&j->cv, &j->mu);
     if (j->q_len == j->q_cap) {
         j->q_cap = j->q_cap ? 2 * j->q_cap : 16;
         j->q = px_realloc(j->q, (size_t)j->q_cap * sizeof *j->q);
@@ -139,6 +143,7 @@ int px_server_job_submit(px_server_job *j, px_server_error *e) {
     }
     pthread_mutex_lock(&j->mu);
     j->engine_id = id;
+    pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
     if (j->p.echo && j->p.echo_text) px_sbuf_adds(&j->delta.content, j->p.echo_text);
     return 0;

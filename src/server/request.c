@@ -191,15 +191,18 @@ static int parse_stop(const parse_ctx *c) {
         cJSON_ArrayForEach(it, st) if (add_stop(c, it)) return -1;
     } else if (st && add_stop(c, st)) return -1;
     const cJSON *ids = field(c, "stop_token_ids");
-    if (!ids) return 0;
-    if (!cJSON_IsArray(ids)) return bad_type(c, "stop_token_ids", "an array of token ids");
-    int n = cJSON_GetArraySize(ids), vocab = px_tokenizer_vocab_size(c->cfg->tok), k = 0;
-    c->p->stop_ids = px_malloc((size_t)(n + 1) * sizeof(int32_t));
+    if (ids && !cJSON_IsArray(ids)) return bad_type(c, "stop_token_ids", "an array of token ids");
+    size_t n_eos = 0;
+    const int32_t *eos = px_tokenizer_eos_ids(c->cfg->tok, &n_eos);
+    int vocab = px_tokenizer_vocab_size(c->cfg->tok), k = 0;
+    c->p->stop_ids = px_malloc((size_t)cJSON_GetArraySize(ids) * sizeof(int32_t) + (n_eos + 1) * sizeof(int32_t));
     cJSON_ArrayForEach(it, ids) {
         if (!is_integer(it) || it->valuedouble < 0 || it->valuedouble >= vocab)
             return px_server_fail(c->e, 400, "stop_token_ids", "invalid_value", "stop_token_ids must be token ids in [0, %d)", vocab);
         c->p->stop_ids[k++] = (int32_t)it->valuedouble;
     }
+    /* the tokenizer's end tokens (e.g. <|im_end|>) end a turn even when config.json names another EOS */
+    for (size_t i = 0; i < n_eos && !c->p->sampling.ignore_eos; i++) c->p->stop_ids[k++] = eos[i];
     c->p->sampling.n_stop_ids = k;
     c->p->sampling.stop_ids = c->p->stop_ids;
     return 0;
