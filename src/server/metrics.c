@@ -162,6 +162,8 @@ static void render_engine(px_sbuf *o, const px_engine_stats_t *es, int in_flight
             (double)es->prefix_lookups_tokens);
     counter(o, "prefix_cache_hits_tokens_total", "prompt tokens found in the prefix cache",
             (double)es->prefix_hit_tokens);
+    counter(o, "engine_preemptions_total", "requests preempted for KV space (recomputed later)", (double)es->preemptions_total);
+    counter(o, "engine_steps_total", "forward passes (batching steps) run", (double)es->steps_total);
     gauge(o, "prefix_cache_hit_rate", "prefix cache hits / lookups (tokens), since start",
           es->prefix_lookups_tokens ? (double)es->prefix_hit_tokens / (double)es->prefix_lookups_tokens : 0.0);
 }
