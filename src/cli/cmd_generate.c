@@ -239,12 +239,15 @@ int px_cmd_generate(int argc, char **argv) {
     const px_model_config *c = px_model_config_of(s.model);
     if (load_tokenizer(&a, &s)) {
         px_model_free(s.model);
+        px_tokenizer_stream_free(s.text);
+        px_tokenizer_free(s.tok);
         return free(a.ids), 1;
     }
     if (a.n_ids > c->max_pos) {
         fprintf(stderr, "parallax: %s: prompt has %d tokens, more than the model's context (%d)\n", a.prompt ? "-p" : "--ids",
                 a.n_ids, c->max_pos);
         px_model_free(s.model);
+        px_tokenizer_stream_free(s.text);
         px_tokenizer_free(s.tok);
         return free(a.ids), 1;
     }
