@@ -241,7 +241,7 @@ async function testApiKey() {
   h.check((await request(`${keyed.url}/health`)).status === 200, '/health needs no key');
   // --max-requests 2: a burst of 10 long generations gets some 429s, the rest complete
   const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => postJson(`${keyed.url}/v1/completions`,
-    { prompt: `I dream of ${i}`, max_tokens: 100, ignore_eos: true }, { Authorization: 'Bearer sekrit' })));
+    { prompt: `I dream of ${i}`, max_tokens: 110, ignore_eos: true }, { Authorization: 'Bearer sekrit' })));
   const busy = burst.filter((r) => r.status === 429);
   h.check(busy.length >= 1 && busy.every((r) => isErrorBody(r.json)) && burst.every((r) => r.status === 200 || r.status === 429),
     'over --max-requests -> 429 with an error body', burst.map((r) => r.status));
