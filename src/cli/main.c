@@ -1,5 +1,6 @@
 /* main.c - `parallax`: dispatches to a subcommand (see cli.h). */
 #include "cli.h"
+#include "cluster.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -7,6 +8,7 @@ static const px_command commands[] = {
     {"generate", px_cmd_generate, "generate text with a model on this machine"},
     {"tokenize", px_cmd_tokenize, "encode text to token ids, or --decode ids to text"},
     {"template", px_cmd_template, "render a conversation with the model's chat template"},
+    {"plan", px_cluster_cmd_plan, "phase-1 allocation (and routes) for a cluster described in JSON"},
     {"serve", px_cmd_serve, "serve a model over an OpenAI-compatible HTTP API on this machine"},
 };
 
