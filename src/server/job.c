@@ -6,7 +6,9 @@
  * connection's thread in px_server_job_pump(), which waits on the condition
  * variable in short slices and between them polls the client's socket for a
  * hang-up (POLLRDHUP), so a vanished client aborts its request even while
- * nothing is being written to it.
+ * nothing is being written to it. The detokenizer is first fed the prompt
+ * (output discarded), so generated text is decoded in context: a
+ * SentencePiece continuation keeps its leading space.
  *
  * Lifetime: reference counted. The HTTP request context holds one reference,
  * the engine one from submit until its final event, an SSE response one until
