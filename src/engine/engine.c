@@ -242,12 +242,12 @@ uint64_t px_engine_submit(px_engine *e, const int32_t *prompt, int n_prompt, con
         request_free(r);
         return px_error_set("the engine is shutting down"), 0;
     }
-    r->id = ++e->next_id;
-    r->rng = px_rng_init(s->has_seed ? s->seed : clock_seed(r->id));
+    uint64_t id = r->id = ++e->next_id;
+    r->rng = px_rng_init(s->has_seed ? s->seed : clock_seed(id));
     px_req_list_push_back(&e->waiting, r);
     pthread_cond_signal(&e->wake);
     pthread_mutex_unlock(&e->mu);
-    return r->id;
+    return id; /* r may already be finished and freed by the executor here */
 }
 
 void px_engine_abort(px_engine *e, uint64_t request_id) {

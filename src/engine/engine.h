@@ -26,7 +26,9 @@
  * Threading: submit, abort and stats may be called from any thread. Callbacks
  * run on the executor thread, must be quick and must not call back into the
  * engine except px_engine_abort(). After the final event of a request its
- * callback is never called again. Ownership: the engine borrows the model
+ * callback is never called again. A request can run, and even finish, before
+ * px_engine_submit() returns its id: callbacks identify it by ev->request_id
+ * and `user`. Ownership: the engine borrows the model
  * (free the engine first), copies the prompt and sampling parameters.
  *
  * Added after the first version of this interface (nothing renamed):
