@@ -13,6 +13,7 @@
  * request-completed callback does: either way the engine request is aborted.
  */
 #include "server_internal.h"
+#include "web.h"
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -241,6 +242,8 @@ static enum MHD_Result route(px_server *s, struct MHD_Connection *c, http_ctx *c
     const char *path = api_path(url);
     px_endpoint ep = classify(path);
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    const px_web_asset *asset = ep == PX_EP_OTHER ? px_web_find(url) : NULL; /* the web UI (web.c) */
+    if (asset) return get ? px_server_web_send(s, c, asset) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
     if (ep == PX_EP_OTHER) return fail(s, c, ep, 404, "not_found", "unknown route (see docs/server.md)");
     if (ep == PX_EP_HEALTH) return get ? handle_health(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
     if (ep == PX_EP_METRICS) return get ? handle_metrics(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
