@@ -1,9 +1,9 @@
-/* engine.c - the engine's public API, KV memory and executor thread.
+/* engine.c - the engine's public API and executor thread.
  *
- * px_engine_create() sizes the KV pool (bytes, or a share of MemAvailable
- * from /proc/meminfo, capped at what max_batch_size full contexts could
- * use four times over), maps it anonymously (pages are committed only when
- * first written), and prepares per-step buffers. The executor thread loops:
+ * px_engine_create() resolves the options and sets up the KV memory
+ * (kvmem.c: sized from bytes or a share of MemAvailable, mapped
+ * anonymously, shared with pipeline stages), and prepares per-step
+ * buffers. The executor thread loops:
  * take aborts, plan a step (schedule.c), run px_model_forward() and sample
  * every logit row (in parallel over the pool) without the lock, finish the
  * step under the lock, then deliver the step's events with the lock
@@ -11,17 +11,12 @@
  * variable when there is nothing to run.
  */
 #include "engine_internal.h"
-#include <inttypes.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
-
-#define DEFAULT_KV_FRACTION 0.3
-#define USEFUL_CONTEXTS_PER_SLOT 4
 
 /* ---- lists ---- */
 
@@ -52,90 +47,7 @@ void px_req_list_remove(px_req_list *l, px_request *r) {
     l->n--;
 }
 
-/* ---- options and KV memory ---- */
-
-void px_engine_options_defaults(px_engine_options *o) {
-    *o = (px_engine_options){.n_threads = 0, .kv_cache_bytes = 0, .kv_cache_fraction = DEFAULT_KV_FRACTION,
-                             .block_size = 16, .max_batch_size = 32, .max_tokens_per_batch = 2048,
-                             .chunked_prefill_size = 512, .disable_prefix_cache = false};
-}
-
-static int resolve_int(const char *name, int v, int def, int lo, int hi, int *out) {
-    if (v == 0) v = def;
-    if (v < lo || v > hi) return px_error_set("engine: %s must be in [%d, %d] (got %d)", name, lo, hi, v), -1;
-    *out = v;
-    return 0;
-}
-
-static int resolve_options(const px_engine_options *in, px_engine_options *o) {
-    px_engine_options d;
-    px_engine_options_defaults(&d);
-    if (!in) return *o = d, 0;
-    *o = *in;
-    if (o->kv_cache_bytes < 0) return px_error_set("engine: kv_cache_bytes must be >= 0"), -1;
-    if (o->kv_cache_fraction == 0) o->kv_cache_fraction = d.kv_cache_fraction;
-    if (!(o->kv_cache_fraction > 0 && o->kv_cache_fraction <= 1))
-        return px_error_set("engine: kv_cache_fraction must be in (0, 1] (got %g)", o->kv_cache_fraction), -1;
-    if (o->n_threads < 0) o->n_threads = 0;
-    if (resolve_int("block_size", o->block_size, d.block_size, 1, 4096, &o->block_size) ||
-        resolve_int("max_batch_size", o->max_batch_size, d.max_batch_size, 1, 1 << 16, &o->max_batch_size) ||
-        resolve_int("max_tokens_per_batch", o->max_tokens_per_batch, d.max_tokens_per_batch, 1, 1 << 20,
-                    &o->max_tokens_per_batch) ||
-        resolve_int("chunked_prefill_size", o->chunked_prefill_size, d.chunked_prefill_size, 1, 1 << 20,
-                    &o->chunked_prefill_size))
-        return -1;
-    return 0;
-}
-
-/* MemAvailable from /proc/meminfo in bytes; 0 when unknown. */
-static int64_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    long long kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
-    fclose(f);
-    return (int64_t)kb * 1024;
-}
-
-static int size_kv_pool(px_engine *e, int64_t *n_blocks_out) {
-    const px_model_config *c = e->cfg;
-    const int64_t layers = px_model_end(e->model) - px_model_start(e->model), kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-    const int64_t block_bytes = 2 * layers * e->opt.block_size * kv_dim * (int64_t)sizeof(float);
-    int64_t budget = e->opt.kv_cache_bytes;
-    if (budget == 0) {
-        int64_t avail = mem_available();
-        if (avail <= 0) return px_error_set("engine: cannot read MemAvailable from /proc/meminfo; give kv_cache_bytes"), -1;
-        budget = (int64_t)(e->opt.kv_cache_fraction * (double)avail);
-    }
-    int64_t per_ctx = (c->max_pos + e->opt.block_size - 1) / e->opt.block_size;
-    int64_t useful = (int64_t)USEFUL_CONTEXTS_PER_SLOT * e->opt.max_batch_size * per_ctx;
-    int64_t n = PX_MIN(budget / block_bytes, PX_MIN(useful, (int64_t)(INT32_MAX / 2)));
-    if (n * e->opt.block_size < 2)
-        return px_error_set("engine: a KV cache of %" PRId64 " bytes holds less than 2 tokens (a block of %d tokens is %" PRId64
-                            " bytes)", budget, e->opt.block_size, block_bytes), -1;
-    *n_blocks_out = n;
-    return 0;
-}
-
-static int map_kv(px_engine *e, int64_t n_blocks) {
-    const px_model_config *c = e->cfg;
-    e->kv = (px_kv_cache){.n_layers = px_model_end(e->model) - px_model_start(e->model),
-                          .kv_dim = c->n_kv_heads * c->head_dim, .block_size = e->opt.block_size,
-                          .n_blocks = (int)n_blocks};
-    e->kv_bytes_each = (size_t)n_blocks * (size_t)e->kv.n_layers * (size_t)e->kv.block_size * (size_t)e->kv.kv_dim * sizeof(float);
-    void *k = mmap(NULL, e->kv_bytes_each, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    void *v = mmap(NULL, e->kv_bytes_each, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (k == MAP_FAILED || v == MAP_FAILED) {
-        if (k != MAP_FAILED) munmap(k, e->kv_bytes_each);
-        if (v != MAP_FAILED) munmap(v, e->kv_bytes_each);
-        return px_error_set("engine: cannot map 2 x %zu bytes for the KV cache", e->kv_bytes_each), -1;
-    }
-    e->kv.k = k;
-    e->kv.v = v;
-    return 0;
-}
+/* ---- per-step buffers ---- */
 
 static void alloc_step_buffers(px_engine *e) {
     const int T = e->opt.max_tokens_per_batch, S = e->opt.max_batch_size;
@@ -159,18 +71,16 @@ px_engine *px_engine_create(px_model *model, const px_engine_options *opt) {
     px_engine *e = px_calloc(1, sizeof *e);
     e->model = model;
     e->cfg = px_model_config_of(model);
-    int64_t n_blocks = 0;
-    if (resolve_options(opt, &e->opt) || size_kv_pool(e, &n_blocks) || map_kv(e, n_blocks)) return free(e), NULL;
-    e->ctx_limit = (int)PX_MIN((int64_t)e->cfg->max_pos, n_blocks * e->opt.block_size);
-    e->blocks = px_kvpool_create((int)n_blocks, e->opt.block_size);
+    if (px_engine_resolve_options(opt, &e->opt) || px_kv_memory_init(&e->mem, model, &e->opt, "engine"))
+        return free(e), NULL;
     e->pool = px_pool_create(e->opt.n_threads);
     e->samplers = px_calloc((size_t)px_pool_size(e->pool), sizeof *e->samplers);
     for (int i = 0; i < px_pool_size(e->pool); i++) e->samplers[i] = px_sampler_create(e->cfg->vocab);
     alloc_step_buffers(e);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->wake, NULL);
-    px_log_info("engine: KV cache %" PRId64 " blocks of %d tokens (%.1f MiB), context %d, batch %d seqs / %d tokens",
-                n_blocks, e->opt.block_size, 2.0 * (double)e->kv_bytes_each / (1 << 20), e->ctx_limit,
+    px_log_info("engine: KV cache %d blocks of %d tokens (%.1f MiB), context %d, batch %d seqs / %d tokens",
+                e->mem.kv.n_blocks, e->opt.block_size, 2.0 * (double)e->mem.bytes_each / (1 << 20), e->mem.ctx_limit,
                 e->opt.max_batch_size, e->opt.max_tokens_per_batch);
     return e;
 }
@@ -196,7 +106,7 @@ static void request_free(px_request *r) {
 static px_request *request_new(px_engine *e, const int32_t *prompt, int n_prompt, const px_sampling *s) {
     px_request *r = px_calloc(1, sizeof *r);
     r->n_prompt = r->n_tokens = n_prompt;
-    r->cap_tokens = (int)PX_MIN((int64_t)e->ctx_limit, (int64_t)n_prompt + s->max_tokens);
+    r->cap_tokens = (int)PX_MIN((int64_t)e->mem.ctx_limit, (int64_t)n_prompt + s->max_tokens);
     r->tokens = px_malloc((size_t)r->cap_tokens * sizeof *r->tokens);
     memcpy(r->tokens, prompt, (size_t)n_prompt * sizeof *prompt);
     int max_blocks = (r->cap_tokens + e->opt.block_size - 1) / e->opt.block_size;
@@ -214,9 +124,9 @@ static px_request *request_new(px_engine *e, const int32_t *prompt, int n_prompt
 
 static int validate_prompt(const px_engine *e, const int32_t *prompt, int n_prompt) {
     if (!prompt || n_prompt <= 0) return px_error_set("the prompt is empty"), -1;
-    if (n_prompt >= e->ctx_limit)
+    if (n_prompt >= e->mem.ctx_limit)
         return px_error_set("the prompt has %d tokens; the context holds %d (prompt and at least one generated token)",
-                            n_prompt, e->ctx_limit), -1;
+                            n_prompt, e->mem.ctx_limit), -1;
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= e->cfg->vocab)
             return px_error_set("prompt token %d is %d, outside the vocabulary [0, %d)", i, prompt[i], e->cfg->vocab), -1;
@@ -266,14 +176,14 @@ void px_engine_abort(px_engine *e, uint64_t request_id) {
 void px_engine_stats(px_engine *e, px_engine_stats_t *out) {
     pthread_mutex_lock(&e->mu);
     *out = e->totals;
-    px_kvpool_counts c = px_kvpool_count(e->blocks);
+    px_kvpool_counts c = px_kvpool_count(e->mem.blocks);
     out->running = e->running.n;
     out->waiting = e->waiting.n;
     out->kv_blocks_total = c.total;
     out->kv_blocks_used = c.used;
     out->kv_blocks_cached = c.cached;
     out->block_size = e->opt.block_size;
-    out->context_length = e->ctx_limit;
+    out->context_length = e->mem.ctx_limit;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -293,7 +203,7 @@ static int run_forward(px_engine *e) {
     px_batch b = {.n_tokens = e->n_batch_tokens, .tokens = e->b_tokens, .pos = e->b_pos, .seq = e->b_seq,
                   .n_seqs = e->n_step, .seqs = e->b_seqs, .n_logits = e->n_rows ? e->n_rows : 1,
                   .logit_rows = e->n_rows ? e->b_rows : &dummy_row};
-    int rc = px_model_forward(e->model, e->pool, &e->kv, &b, NULL, e->logits);
+    int rc = px_model_forward(e->model, e->pool, &e->mem.kv, &b, NULL, e->logits);
     if (rc) {
         snprintf(e->error, sizeof e->error, "forward pass failed: %s", px_error_get());
         px_log(PX_LOG_ERROR, "engine: %s", e->error);
@@ -345,9 +255,7 @@ void px_engine_free(px_engine *e) {
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->wake);
-    munmap(e->kv.k, e->kv_bytes_each);
-    munmap(e->kv.v, e->kv_bytes_each);
-    px_kvpool_free(e->blocks);
+    px_kv_memory_free(&e->mem);
     for (int i = 0; i < px_pool_size(e->pool); i++) px_sampler_free(e->samplers[i]);
     free(e->samplers);
     px_pool_destroy(e->pool);

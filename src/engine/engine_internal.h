@@ -18,7 +18,7 @@
 #define PX_ENGINE_INTERNAL_H
 
 #include "engine.h"
-#include "kvpool.h"
+#include "kvmem.h"
 #include "sampler.h"
 #include <pthread.h>
 
@@ -67,11 +67,8 @@ struct px_engine {
     px_model *model;
     const px_model_config *cfg;
     px_engine_options opt;
-    int ctx_limit; /* min(model context, tokens the pool holds) */
     px_pool *pool;
-    px_kv_cache kv;
-    size_t kv_bytes_each; /* size of the k and of the v mapping */
-    px_kvpool *blocks;
+    px_kv_memory mem; /* K/V tensors, block allocator, ctx_limit = min(model context, tokens the pool holds) */
     px_sampler **samplers; /* one per pool thread */
 
     pthread_mutex_t mu;

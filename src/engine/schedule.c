@@ -46,7 +46,7 @@ static px_pending_event *new_event(px_engine *e, const px_request *r, int32_t to
 }
 
 static void release_blocks(px_engine *e, px_request *r) {
-    for (int i = r->n_blocks - 1; i >= 0; i--) px_kvpool_release(e->blocks, r->blocks[i]); /* tail blocks age first */
+    for (int i = r->n_blocks - 1; i >= 0; i--) px_kvpool_release(e->mem.blocks, r->blocks[i]); /* tail blocks age first */
     r->n_blocks = r->n_computed = r->n_registered = 0;
 }
 
@@ -88,7 +88,7 @@ static void ensure_hashes(px_engine *e, px_request *r, int n_full) {
 static bool ensure_blocks(px_engine *e, px_request *r, int n_positions) {
     int need = (n_positions + e->opt.block_size - 1) / e->opt.block_size;
     while (r->n_blocks < need) {
-        int b = px_kvpool_alloc(e->blocks);
+        int b = px_kvpool_alloc(e->mem.blocks);
         if (b < 0) return false;
         r->blocks[r->n_blocks++] = b;
     }
@@ -101,7 +101,7 @@ static void prefix_lookup(px_engine *e, px_request *r) {
     const int bs = e->opt.block_size, limit = (r->n_tokens - 1) / bs;
     ensure_hashes(e, r, limit);
     for (int i = 0; i < limit; i++) {
-        int b = px_kvpool_lookup(e->blocks, &r->hashes[i], i ? &r->hashes[i - 1] : NULL, r->tokens + (size_t)i * bs);
+        int b = px_kvpool_lookup(e->mem.blocks, &r->hashes[i], i ? &r->hashes[i - 1] : NULL, r->tokens + (size_t)i * bs);
         if (b < 0) break;
         r->blocks[r->n_blocks++] = b;
     }
@@ -113,7 +113,7 @@ static void register_full_blocks(px_engine *e, px_request *r) {
     const int bs = e->opt.block_size, n_full = r->n_computed / bs;
     ensure_hashes(e, r, n_full);
     for (int i = r->n_registered; i < n_full; i++)
-        px_kvpool_register(e->blocks, r->blocks[i], &r->hashes[i], i ? &r->hashes[i - 1] : NULL,
+        px_kvpool_register(e->mem.blocks, r->blocks[i], &r->hashes[i], i ? &r->hashes[i - 1] : NULL,
                            r->tokens + (size_t)i * bs);
     if (n_full > r->n_registered) r->n_registered = n_full;
 }
@@ -214,7 +214,7 @@ static void admit_waiting(px_engine *e, int *tok_budget) {
             release_blocks(e, r);
             if (e->running.n > 0) break; /* wait for blocks to come back */
             snprintf(e->error, sizeof e->error, "the KV cache (%d blocks) cannot hold this request",
-                     px_kvpool_count(e->blocks).total);
+                     px_kvpool_count(e->mem.blocks).total);
             px_engine_finish_request(e, r, PX_FINISH_ERROR, e->error);
             continue;
         }
