@@ -87,19 +87,12 @@ px_engine *px_engine_create(px_model *model, const px_engine_options *opt) {
 
 /* ---- requests ---- */
 
-static void *dup_array(const void *src, int n, size_t size) {
-    if (n <= 0) return NULL;
-    return memcpy(px_malloc((size_t)n * size), src, (size_t)n * size);
-}
-
 static void request_free(px_request *r) {
     if (!r) return;
     free(r->tokens);
     free(r->blocks);
     free(r->hashes);
-    free(r->bias_ids);
-    free(r->bias_values);
-    free(r->stop_ids);
+    px_sampling_copy_free(&r->sc);
     free(r);
 }
 
@@ -112,13 +105,7 @@ static px_request *request_new(px_engine *e, const int32_t *prompt, int n_prompt
     int max_blocks = (r->cap_tokens + e->opt.block_size - 1) / e->opt.block_size;
     r->blocks = px_malloc((size_t)max_blocks * sizeof *r->blocks);
     r->hashes = px_malloc((size_t)max_blocks * sizeof *r->hashes);
-    r->s = *s;
-    r->bias_ids = dup_array(s->logit_bias_ids, s->n_logit_bias, sizeof(int32_t));
-    r->bias_values = dup_array(s->logit_bias_values, s->n_logit_bias, sizeof(float));
-    r->stop_ids = dup_array(s->stop_ids, s->n_stop_ids, sizeof(int32_t));
-    r->s.logit_bias_ids = r->bias_ids;
-    r->s.logit_bias_values = r->bias_values;
-    r->s.stop_ids = r->stop_ids;
+    px_sampling_copy_init(&r->sc, s);
     return r;
 }
 

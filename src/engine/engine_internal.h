@@ -39,9 +39,7 @@ struct px_request {
     int n_registered;      /* blocks[0, n_registered) were offered to the prefix cache */
     int cached_tokens;     /* prefix-cache hit of the first admission */
     bool admitted_once;
-    px_sampling s; /* arrays point into the request's own copies below */
-    int32_t *bias_ids, *stop_ids;
-    float *bias_values;
+    px_sampling_copy sc; /* the request's own copy of its sampling parameters */
     uint64_t rng;
     px_token_callback cb;
     void *user;

@@ -199,3 +199,20 @@ px_kvpool_counts px_kvpool_count(const px_kvpool *p) {
 }
 
 int px_kvpool_ref(const px_kvpool *p, int block) { return p->meta[block].ref; }
+
+/* ---- block tables ---- */
+
+bool px_kvpool_grow(px_kvpool *p, int32_t *table, int *n, int n_positions) {
+    const int need = (int)(((int64_t)n_positions + p->block_size - 1) / p->block_size);
+    while (*n < need) {
+        int b = px_kvpool_alloc(p);
+        if (b < 0) return false;
+        table[(*n)++] = b;
+    }
+    return true;
+}
+
+void px_kvpool_release_table(px_kvpool *p, const int32_t *table, int *n) {
+    for (int i = *n - 1; i >= 0; i--) px_kvpool_release(p, table[i]);
+    *n = 0;
+}

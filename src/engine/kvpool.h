@@ -46,6 +46,14 @@ int px_kvpool_lookup(px_kvpool *p, const px_block_hash *h, const px_block_hash *
 void px_kvpool_register(px_kvpool *p, int block, const px_block_hash *h, const px_block_hash *parent,
                         const int32_t *tokens);
 
+/* A sequence's block table: grows table[0, *n) with fresh blocks until it
+ * covers n_positions positions. False when the pool ran out (the table
+ * keeps the blocks it got; release them or try again later). */
+bool px_kvpool_grow(px_kvpool *p, int32_t *table, int *n, int n_positions);
+/* Releases every block of a table, last to first (so the tail of a cached
+ * chain is evicted before its head), and sets *n to 0. */
+void px_kvpool_release_table(px_kvpool *p, const int32_t *table, int *n);
+
 typedef struct {
     int total;  /* blocks in the pool */
     int used;   /* reference count > 0 */

@@ -330,3 +330,42 @@ void px_sampling_defaults(px_sampling *s) {
     *s = (px_sampling){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .repetition_penalty = 1.0f,
                        .top_logprobs = -1, .max_tokens = 16};
 }
+
+/* ---- request copies, stops, generator skips ---- */
+
+static void *dup_array(const void *src, int n, size_t size) {
+    if (n <= 0 || !src) return NULL;
+    return memcpy(px_malloc((size_t)n * size), src, (size_t)n * size);
+}
+
+void px_sampling_copy_init(px_sampling_copy *c, const px_sampling *src) {
+    c->s = *src;
+    c->bias_ids = dup_array(src->logit_bias_ids, src->n_logit_bias, sizeof(int32_t));
+    c->bias_values = dup_array(src->logit_bias_values, src->n_logit_bias, sizeof(float));
+    c->stop_ids = dup_array(src->stop_ids, src->n_stop_ids, sizeof(int32_t));
+    c->s.logit_bias_ids = c->bias_ids;
+    c->s.logit_bias_values = c->bias_values;
+    c->s.stop_ids = c->stop_ids;
+}
+
+void px_sampling_copy_free(px_sampling_copy *c) {
+    free(c->bias_ids);
+    free(c->bias_values);
+    free(c->stop_ids);
+    c->bias_ids = c->stop_ids = NULL;
+    c->bias_values = NULL;
+}
+
+bool px_sampling_is_stop(const px_sampling *p, const px_model_config *cfg, int32_t token) {
+    if (!p->ignore_eos)
+        for (int i = 0; i < cfg->n_eos; i++)
+            if (cfg->eos_ids[i] == token) return true;
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] == token) return true;
+    return false;
+}
+
+void px_rng_skip(const px_sampling *p, uint64_t *rng, int n) {
+    if (p->temperature < PX_GREEDY_BELOW) return;
+    for (int i = 0; i < n; i++) px_rng_uniform(rng);
+}

@@ -48,6 +48,25 @@ uint64_t px_rng_init(uint64_t seed);
 /* A uniform double in [0, 1), advancing the state. */
 double px_rng_uniform(uint64_t *state);
 
+/* A request's own copy of its sampling parameters: s's arrays point into
+ * the copies below (shared by the engine and pipeline stages). */
+typedef struct {
+    px_sampling s;
+    int32_t *bias_ids, *stop_ids;
+    float *bias_values;
+} px_sampling_copy;
+
+void px_sampling_copy_init(px_sampling_copy *c, const px_sampling *src);
+void px_sampling_copy_free(px_sampling_copy *c);
+
+/* True for an EOS id of cfg (unless p->ignore_eos) or one of p->stop_ids. */
+bool px_sampling_is_stop(const px_sampling *p, const px_model_config *cfg, int32_t token);
+
+/* Advances rng as n samples with p would (one draw per sample at
+ * temperature > 0, none when greedy): after a failover re-prefill, the
+ * tokens generated before continue with the same generator state. */
+void px_rng_skip(const px_sampling *p, uint64_t *rng, int n);
+
 /* Samples from logits[vocab] (modified in place). tokens[0, n_tokens) is the
  * sequence so far, of which the first n_prompt are the prompt. */
 void px_sampler_sample(px_sampler *s, const px_sampling *p, float *logits, const int32_t *tokens, int n_prompt,

@@ -46,8 +46,8 @@ static px_pending_event *new_event(px_engine *e, const px_request *r, int32_t to
 }
 
 static void release_blocks(px_engine *e, px_request *r) {
-    for (int i = r->n_blocks - 1; i >= 0; i--) px_kvpool_release(e->mem.blocks, r->blocks[i]); /* tail blocks age first */
-    r->n_blocks = r->n_computed = r->n_registered = 0;
+    px_kvpool_release_table(e->mem.blocks, r->blocks, &r->n_blocks); /* tail blocks age first */
+    r->n_computed = r->n_registered = 0;
 }
 
 /* Takes r off its list, frees its blocks and schedules its memory for release. */
@@ -86,13 +86,7 @@ static void ensure_hashes(px_engine *e, px_request *r, int n_full) {
 }
 
 static bool ensure_blocks(px_engine *e, px_request *r, int n_positions) {
-    int need = (n_positions + e->opt.block_size - 1) / e->opt.block_size;
-    while (r->n_blocks < need) {
-        int b = px_kvpool_alloc(e->mem.blocks);
-        if (b < 0) return false;
-        r->blocks[r->n_blocks++] = b;
-    }
-    return true;
+    return px_kvpool_grow(e->mem.blocks, r->blocks, &r->n_blocks, n_positions);
 }
 
 /* Reuses the longest cached chain of full blocks, leaving at least one token to compute. */
@@ -231,22 +225,13 @@ void px_engine_plan_step(px_engine *e) {
 
 /* ---- after the forward pass ---- */
 
-static bool is_stop_token(const px_engine *e, const px_request *r, int32_t tok) {
-    if (!r->s.ignore_eos)
-        for (int i = 0; i < e->cfg->n_eos; i++)
-            if (e->cfg->eos_ids[i] == tok) return true;
-    for (int i = 0; i < r->s.n_stop_ids; i++)
-        if (r->s.stop_ids[i] == tok) return true;
-    return false;
-}
-
 /* Appends the token sampled for r (by px_engine_sample_rows) and decides its stop. */
 static void take_sample(px_engine *e, px_request *r, const px_sample_result *res) {
     px_sample_result sr = *res;
     r->tokens[r->n_tokens++] = sr.token;
     e->totals.generated_tokens_total++;
     px_finish_reason why = PX_FINISH_NONE;
-    if (is_stop_token(e, r, sr.token)) why = PX_FINISH_STOP;
+    if (px_sampling_is_stop(&r->sc.s, e->cfg, sr.token)) why = PX_FINISH_STOP;
     else if (r->n_tokens >= r->cap_tokens) why = PX_FINISH_LENGTH; /* max_tokens or the context */
     px_token_event *ev = &new_event(e, r, sr.token, why)->ev;
     ev->logprob = sr.logprob;
@@ -260,7 +245,7 @@ static void sample_range(void *arg, int64_t start, int64_t end, int thread) {
     px_engine *e = arg;
     for (int64_t i = start; i < end; i++) {
         px_request *r = e->row_reqs[i];
-        px_sampler_sample(e->samplers[thread], &r->s, e->logits + (size_t)i * (size_t)e->cfg->vocab, r->tokens,
+        px_sampler_sample(e->samplers[thread], &r->sc.s, e->logits + (size_t)i * (size_t)e->cfg->vocab, r->tokens,
                           r->n_prompt, r->n_tokens, &r->rng, &e->results[i]);
     }
 }
