@@ -84,10 +84,13 @@ static enum MHD_Result handle_health(px_server *s, struct MHD_Connection *c) {
 
 static enum MHD_Result handle_metrics(px_server *s, struct MHD_Connection *c) {
     px_engine_stats_t es;
-    px_engine_stats(s->engine, &es);
+    s->backend.stats(s->backend.ctx, &es);
     px_sbuf out = {0};
     px_server_metrics_request(s->metrics, PX_EP_METRICS, 200); /* counted before rendering: it shows itself */
     px_server_metrics_render(s->metrics, &es, atomic_load(&s->in_flight), &out);
+    char *extra = s->backend.metrics_text ? s->backend.metrics_text(s->backend.ctx) : NULL;
+    if (extra) px_sbuf_adds(&out, extra);
+    free(extra);
     size_t len = out.len;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, px_sbuf_take(&out), MHD_RESPMEM_MUST_FREE);
     if (!r) return MHD_NO;
@@ -117,6 +120,69 @@ static enum MHD_Result handle_models(px_server *s, struct MHD_Connection *c, con
     data = cJSON_AddArrayToObject(o, "data");
     cJSON_AddItemToArray(data, model_object(s));
     return send_json(s, c, PX_EP_MODELS, 200, o);
+}
+
+/* ---- cluster status (a backend that describes a cluster) ---- */
+
+static enum MHD_Result handle_cluster_status(px_server *s, struct MHD_Connection *c) {
+    char *json = s->backend.status_json(s->backend.ctx);
+    if (!json) return fail(s, c, PX_EP_OTHER, 500, "status_unavailable", "no cluster status");
+    return send_body(s, c, PX_EP_OTHER, 200, "application/json", json);
+}
+
+/* NDJSON: one snapshot at once, then one a second until the client leaves
+ * or the server stops. */
+typedef struct {
+    px_server *s;
+    px_sbuf out;
+    size_t pos;
+    double next;
+} status_stream;
+
+static ssize_t status_read(void *cls, uint64_t at, char *buf, size_t max) {
+    status_stream *st = cls;
+    (void)at;
+    while (st->pos == st->out.len) {
+        if (atomic_load(&st->s->stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
+        double now = px_time_now();
+        if (now < st->next) {
+            double wait = PX_MIN(st->next - now, 0.1);
+            struct timespec ts = {0, (long)(wait * 1e9)};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        st->next = (st->next ? st->next : now) + 1.0;
+        st->out.len = st->pos = 0;
+        char *json = st->s->backend.status_json(st->s->backend.ctx);
+        if (!json) return MHD_CONTENT_READER_END_WITH_ERROR;
+        px_sbuf_adds(&st->out, json);
+        px_sbuf_adds(&st->out, "\n");
+        free(json);
+    }
+    size_t n = PX_MIN(max, st->out.len - st->pos);
+    memcpy(buf, st->out.data + st->pos, n);
+    st->pos += n;
+    return (ssize_t)n;
+}
+
+static void status_free(void *cls) {
+    status_stream *st = cls;
+    px_sbuf_free(&st->out);
+    free(st);
+}
+
+static enum MHD_Result handle_cluster_stream(px_server *s, struct MHD_Connection *c) {
+    status_stream *st = px_calloc(1, sizeof *st);
+    st->s = s;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, status_read, st, status_free);
+    if (!r) return status_free(st), MHD_NO;
+    add_common_headers(r, "application/x-ndjson");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    px_server_metrics_request(s->metrics, PX_EP_OTHER, 200);
+    return rc;
 }
 
 /* ---- generation ---- */
@@ -244,6 +310,10 @@ static enum MHD_Result route(px_server *s, struct MHD_Connection *c, http_ctx *c
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     const px_web_asset *asset = ep == PX_EP_OTHER ? px_web_find(url) : NULL; /* the web UI (web.c) */
     if (asset) return get ? px_server_web_send(s, c, asset) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
+    if (s->backend.status_json && (!strcmp(url, "/cluster/status") || !strcmp(url, "/cluster/status/stream"))) {
+        if (!get) return fail(s, c, ep, 405, "method_not_allowed", "use GET");
+        return url[15] ? handle_cluster_stream(s, c) : handle_cluster_status(s, c);
+    }
     if (ep == PX_EP_OTHER) return fail(s, c, ep, 404, "not_found", "unknown route (see docs/server.md)");
     if (ep == PX_EP_HEALTH) return get ? handle_health(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
     if (ep == PX_EP_METRICS) return get ? handle_metrics(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
@@ -311,11 +381,24 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- the server object ---- */
 
+static uint64_t engine_submit(void *ctx, const int32_t *prompt, int n_prompt, const px_sampling *sp,
+                              px_token_callback cb, void *user) {
+    return px_engine_submit(ctx, prompt, n_prompt, sp, cb, user);
+}
+static void engine_abort(void *ctx, uint64_t id) { px_engine_abort(ctx, id); }
+static void engine_stats(void *ctx, px_engine_stats_t *out) { px_engine_stats(ctx, out); }
+
 px_server *px_server_create(px_engine *engine, const px_tokenizer *tok, int context_length,
                             const px_server_options *opt) {
+    px_server_backend b = {.ctx = engine, .submit = engine_submit, .abort = engine_abort, .stats = engine_stats};
+    return px_server_create_backend(&b, tok, context_length, opt);
+}
+
+px_server *px_server_create_backend(const px_server_backend *backend, const px_tokenizer *tok, int context_length,
+                                    const px_server_options *opt) {
     px_server_options o = opt ? *opt : (px_server_options){0};
     px_server *s = px_calloc(1, sizeof *s);
-    s->engine = engine;
+    s->backend = *backend;
     s->host = px_strdup(o.host ? o.host : "127.0.0.1");
     s->port = o.port ? o.port : 3000;
     if (o.port < 0) s->port = 0;

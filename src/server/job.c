@@ -137,7 +137,8 @@ static void on_engine_event(void *user, const px_token_event *ev) {
 
 int px_server_job_submit(px_server_job *j, px_server_error *e) {
     px_server_job_ref(j); /* the engine's reference, dropped with its final event */
-    uint64_t id = px_engine_submit(j->srv->engine, j->p.prompt, j->p.n_prompt, &j->p.sampling, on_engine_event, j);
+    const px_server_backend *be = &j->srv->backend;
+    uint64_t id = be->submit(be->ctx, j->p.prompt, j->p.n_prompt, &j->p.sampling, on_engine_event, j);
     if (!id) {
         px_server_job_unref(j);
         j->end = PX_END_ERROR;
@@ -155,7 +156,7 @@ void px_server_job_abort(px_server_job *j) {
     pthread_mutex_lock(&j->mu);
     uint64_t id = j->engine_done ? 0 : j->engine_id;
     pthread_mutex_unlock(&j->mu);
-    if (id) px_engine_abort(j->srv->engine, id);
+    if (id) j->srv->backend.abort(j->srv->backend.ctx, id);
 }
 
 /* ---- the HTTP side ---- */

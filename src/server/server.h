@@ -7,6 +7,7 @@
  *   GET  /health                200 {"status":"ok"} while serving, 503 while stopping
  *   GET  /metrics               Prometheus text (requests, tokens, TTFT and
  *                               inter-token histograms, queue, KV blocks, prefix hits)
+ *   GET  /cluster/status[/stream]  with a backend that describes a cluster
  *
  * The server tokenizes, applies stop strings to the detokenized text (text
  * that might begin a stop string is held back, never streamed past it), splits
@@ -39,6 +40,26 @@ typedef struct px_server px_server;
 /* context_length: the longest prompt + completion (the model's or engine's). */
 px_server *px_server_create(px_engine *engine, const px_tokenizer *tok, int context_length,
                             const px_server_options *opt);
+
+/* What generates behind the API. px_server_create() uses the local engine;
+ * `parallax run` puts the cluster's scheduler here instead (requests go into
+ * the pipeline). submit/abort/stats follow px_engine_submit/abort/stats
+ * exactly (same events, same threading rules: the callback must be quick).
+ * Optional (NULL: absent): status_json answers GET /cluster/status (a new
+ * JSON string) and, once a second, GET /cluster/status/stream (NDJSON);
+ * metrics_text appends Prometheus text to /metrics (a new string). */
+typedef struct {
+    void *ctx;
+    uint64_t (*submit)(void *ctx, const int32_t *prompt, int n_prompt, const px_sampling *s, px_token_callback cb,
+                       void *user);
+    void (*abort)(void *ctx, uint64_t request_id);
+    void (*stats)(void *ctx, px_engine_stats_t *out);
+    char *(*status_json)(void *ctx);
+    char *(*metrics_text)(void *ctx);
+} px_server_backend;
+
+px_server *px_server_create_backend(const px_server_backend *backend, const px_tokenizer *tok, int context_length,
+                                    const px_server_options *opt);
 /* Binds and starts serving; 0 or -1 + error (e.g. the port is taken). */
 int px_server_start(px_server *s);
 int px_server_port(const px_server *s);

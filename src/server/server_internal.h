@@ -125,7 +125,7 @@ void px_server_metrics_render(px_server_metrics *m, const px_engine_stats_t *es,
 /* ---- the server object (http.c) ---- */
 
 struct px_server {
-    px_engine *engine;
+    px_server_backend backend; /* the engine, or the cluster scheduler */
     px_server_config cfg;
     char *host, *api_key, *model_name;
     int port;
