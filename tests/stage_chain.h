@@ -52,6 +52,7 @@ struct chain {
     int n_reqs, n_done;
     uint64_t id_base, next_id_base;
     int push_failures, contract_errors, n_released_out;
+    bool quiet; /* do not print refused pushes (garbage tests) */
 };
 
 static inline chain_req *chain_req_of(chain *c, uint64_t id) {
@@ -64,7 +65,7 @@ static inline void chain_push(chain *c, int stage, const px_stage_item *it) {
         pthread_mutex_lock(&c->mu);
         c->push_failures++;
         pthread_mutex_unlock(&c->mu);
-        fprintf(stderr, "chain: push into stage %d refused: %s\n", stage, px_error_get());
+        if (!c->quiet) fprintf(stderr, "chain: push into stage %d refused: %s\n", stage, px_error_get());
     }
 }
 
