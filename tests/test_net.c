@@ -149,6 +149,8 @@ static void test_validate(void) {
     s.n_logit_bias_ids = s.n_logit_bias_values = 0;
     f.total = 2;
     CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "n_prompt"));
+    f.total = 0;
+    CHECK(px_net_validate(&e, 0) == 0);
     f.total = 3;
     f.start = false;
     CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "outside a start"));
@@ -248,7 +250,7 @@ static int child_worker(int port_fd, const px_net_keys *member) {
         parallax__token__init(&t);
         int32_t top[2] = {5, 6};
         float lp[2] = {-0.5f, -1.5f};
-        t.req = in->req, t.epoch = in->epoch, t.index = 0, t.token = in->tokens[0] + in->tokens[1] + in->tokens[2];
+        t.req = in->req, t.epoch = in->epoch, t.pos = 3, t.token = in->tokens[0] + in->tokens[1] + in->tokens[2];
         t.logprob = -0.25f, t.n_top_ids = 2, t.top_ids = top, t.n_top_logprobs = 2, t.top_logprobs = lp;
         t.finish = PARALLAX__FINISH__LENGTH, t.prompt_tokens = 3;
         px_net_env(&env, "w1", PARALLAX__ENVELOPE__BODY_TOKEN, &t);
@@ -313,7 +315,7 @@ static void test_processes(const px_net_keys *server_keys, const px_net_keys *me
     CHECK(m.env && m.env->body_case == PARALLAX__ENVELOPE__BODY_TOKEN);
     if (m.env && m.env->token) {
         Parallax__Token *t = m.env->token;
-        CHECK(t->req == 42 && t->epoch == 3 && t->token == 60 && t->finish == PARALLAX__FINISH__LENGTH);
+        CHECK(t->req == 42 && t->epoch == 3 && t->pos == 3 && t->token == 60 && t->finish == PARALLAX__FINISH__LENGTH);
         CHECK(t->n_top_ids == 2 && t->top_ids[1] == 6 && t->top_logprobs[1] == -1.5f && t->logprob == -0.25f);
     }
     px_msg_free(&m);

@@ -10,6 +10,8 @@ static const px_command commands[] = {
     {"template", px_cmd_template, "render a conversation with the model's chat template"},
     {"plan", px_cluster_cmd_plan, "phase-1 allocation (and routes) for a cluster described in JSON"},
     {"serve", px_cmd_serve, "serve a model over an OpenAI-compatible HTTP API on this machine"},
+    {"run", px_cmd_run, "start a cluster scheduler: the OpenAI API over a pipeline of joined workers"},
+    {"join", px_cmd_join, "join a cluster as a worker and serve the layers the scheduler assigns"},
 };
 
 static void print_usage(FILE *f) {

@@ -162,7 +162,8 @@ static int check_forward(const Parallax__Forward *f, size_t act_len) {
     if (f->start) {
         if (!f->sampling) FAIL("forward: a start without sampling parameters");
         if (f->pos != 0) FAIL("forward: a start at position %u (must be 0)", f->pos);
-        if (f->n_prompt < 1 || f->total < f->n_prompt || f->total > PX_NET_MAX_POS)
+        if (f->n_prompt < 1 || f->n_prompt > PX_NET_MAX_POS || (f->total && f->total < f->n_prompt) ||
+            f->total > PX_NET_MAX_POS)
             FAIL("forward: start with n_prompt %u, total %u", f->n_prompt, f->total);
         if (check_sampling(f->sampling)) return -1;
     } else if (f->sampling) FAIL("forward: sampling parameters outside a start");
@@ -181,7 +182,7 @@ static int check_forward(const Parallax__Forward *f, size_t act_len) {
 
 static int check_token(const Parallax__Token *t) {
     if (t->req == 0) FAIL("token: request id 0");
-    if (t->index >= PX_NET_MAX_POS) FAIL("token: index %u", t->index);
+    if (t->pos >= PX_NET_MAX_POS) FAIL("token: position %u", t->pos);
     if (t->finish < PARALLAX__FINISH__NONE || t->finish > PARALLAX__FINISH__ERROR) FAIL("token: finish %d", (int)t->finish);
     bool tokenless = t->finish == PARALLAX__FINISH__ABORT || t->finish == PARALLAX__FINISH__ERROR;
     if (tokenless ? t->token != -1 : (t->token < 0 || t->token >= PX_NET_MAX_VOCAB)) FAIL("token: id %d", t->token);
@@ -222,6 +223,7 @@ static int check_body(const Parallax__Envelope *e, size_t act_len) {
     case PARALLAX__ENVELOPE__BODY_ASSIGN: return check_slice(e->assign->serve, e->assign->start, e->assign->end, "assign");
     case PARALLAX__ENVELOPE__BODY_READY:
         if (!text_ok(e->ready->error, PX_NET_MAX_TEXT) || !finite_ok(e->ready->load_seconds)) FAIL("ready: bad error/time");
+        if (e->ready->start == -1 && e->ready->end == -1) return 0; /* standing by */
         return check_slice(e->ready->ok, e->ready->start, e->ready->end, "ready");
     case PARALLAX__ENVELOPE__BODY_PEERS:
         if (e->peers->n_peers > PX_NET_MAX_PEERS) FAIL("peers: %zu entries", e->peers->n_peers);
@@ -282,6 +284,26 @@ int px_net_send(px_sock *s, const char *to, Parallax__Envelope *env, const void 
     }
     if (buf != stackbuf) free(buf);
     return rc;
+}
+
+size_t px_net_pack(Parallax__Envelope *env, uint8_t **out) {
+    env->version = PX_NET_PROTOCOL_VERSION;
+    size_t n = parallax__envelope__get_packed_size(env);
+    *out = px_malloc(n ? n : 1);
+    parallax__envelope__pack(env, *out);
+    return n;
+}
+
+int px_net_send_raw(px_sock *s, const char *to, const uint8_t *hdr, size_t hdr_len, const void *act, size_t act_len) {
+    void *z = px_sock_handle(s);
+    if ((to && send_frame(z, to, strlen(to), 1)) || send_frame(z, hdr, hdr_len, act_len > 0) ||
+        (act_len && send_frame(z, act, act_len, 0))) {
+        int err = zmq_errno();
+        px_error_set("net: send to %s: %s", to ? to : px_sock_endpoint(s),
+                     err == EHOSTUNREACH ? "peer not connected" : zmq_strerror(err));
+        return -1;
+    }
+    return 0;
 }
 
 int px_net_send_error(px_sock *s, const char *to, const char *sender, Parallax__ErrorCode code, const char *fmt, ...) {

@@ -114,6 +114,8 @@ px_sock *px_net_bind(px_net *n, const char *endpoint, const uint8_t pub[PX_NET_K
 px_sock *px_net_connect(px_net *n, const char *endpoint, const uint8_t server_pub[PX_NET_KEY_BYTES],
                         const char *identity);
 void px_sock_close(px_sock *s);
+/* How long close waits to deliver queued messages (default 0: drop them). */
+void px_sock_set_linger(px_sock *s, int ms);
 /* The port a bound socket listens on. */
 int px_sock_port(const px_sock *s);
 /* For zmq_poll. */
@@ -165,6 +167,12 @@ size_t px_net_dtype_size(int dtype);
 
 /* Builds an envelope around a body: px_net_env(&env, "w1", PARALLAX__ENVELOPE__BODY_TOKEN, &tok). */
 void px_net_env(Parallax__Envelope *env, const char *sender, Parallax__Envelope__BodyCase kind, void *body);
+/* Packs env (version filled in) into a new buffer, for a thread that does
+ * not own the socket: it packs, the socket's thread sends with
+ * px_net_send_raw(). Returns the length; *out is malloc'd. */
+size_t px_net_pack(Parallax__Envelope *env, uint8_t **out);
+/* Sends an already packed header (+ activations), like px_net_send(). */
+int px_net_send_raw(px_sock *s, const char *to, const uint8_t *hdr, size_t hdr_len, const void *act, size_t act_len);
 /* Sends an Error{code, message} (and our version). */
 int px_net_send_error(px_sock *s, const char *to, const char *sender, Parallax__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

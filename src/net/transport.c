@@ -279,6 +279,8 @@ void px_sock_close(px_sock *s) {
     free(s);
 }
 
+void px_sock_set_linger(px_sock *s, int ms) { zmq_setsockopt(s->z, ZMQ_LINGER, &ms, sizeof ms); }
+
 int px_sock_port(const px_sock *s) { return s->port; }
 void *px_sock_handle(px_sock *s) { return s->z; }
 const char *px_sock_endpoint(const px_sock *s) { return s->endpoint; }
