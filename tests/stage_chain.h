@@ -125,7 +125,7 @@ static inline void chain_cb(void *user, const px_stage_event *ev) {
     case PX_STAGE_OUT_TOKEN: {
         chain_record_token(c, ev);
         px_stage_item next = px_stage_token_item(ev);
-        px_stage_item rel = {.kind = PX_STAGE_RELEASE, .request_id = ev->request_id, .propagate = true};
+        px_stage_item rel = {.kind = PX_STAGE_RELEASE, .request_id = ev->request_id, .propagate = true, .more = ev->more};
         chain_push(c, 0, ev->token.finish == PX_FINISH_NONE ? &next : &rel);
         break;
     }

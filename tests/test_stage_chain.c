@@ -1,7 +1,8 @@
 /* test_stage_chain.c - pipeline stages on the real tiny model (aidreams-260k,
  * 4 layers): in-process chains of 1, 2, 3 and 4 stages wired as the real
- * ring (stage i -> stage i+1, last stage's token -> stage 0), each run both
- * threaded (one executor thread per stage) and stepped (one thread steps all).
+ * ring (stage i -> stage i+1, last stage's token -> stage 0, bursts marked),
+ * each run both threaded (one executor thread per stage, stage 0 with
+ * pipeline depth k) and stepped (one thread steps all, no depth limit).
  *
  *   1. the 5 reference prompts, greedy, 32 tokens: identical to llama.cpp's
  *      reference ids (reference/greedy_32.json);
@@ -93,6 +94,8 @@ static void check_clean(chain *c, const char *what) {
                   "%s: stage %d refused %llu items, failed %llu requests", what, i,
                   (unsigned long long)s.items_refused, (unsigned long long)s.requests_failed);
         CHECK(s.first == (i == 0) && s.last == (i == c->k - 1));
+        CHECK_MSG(s.micro_batches_out == 0, "%s: stage %d still counts %d micro-batches out", what, i,
+                  s.micro_batches_out);
         CHECK(s.positions_total > 0 && s.steps_total > 0 && s.busy_seconds > 0);
         if (i == c->k - 1) CHECK(s.tokens_sampled > 0 && s.requests_finished == N_REF + N_MIXED);
         else CHECK(s.requests_released == N_REF + N_MIXED);
@@ -114,6 +117,7 @@ static void run_chain(const char *dir, int k, bool threaded, const req_spec *spe
         CHECK_MSG(false, "%s: cannot open the chain", what);
         return;
     }
+    if (threaded) px_stage_set_pipeline_depth(c.stages[0], k); /* as a worker would for a k-stage route */
     run_refs(&c, what);
     run_mixed(&c, specs, want, what);
     check_clean(&c, what);

@@ -10,6 +10,9 @@
  *     never from the last stage), and items still in flight are dropped;
  *   - a long item is cut into chunks: sample flag on the last one, sampling
  *     parameters on the first one;
+ *   - pipeline depth on the first stage (new work waits while micro-batches
+ *     are out, joins a returning one; a lost micro-batch expires) and bursts
+ *     (`more`: the step waits for the burst's end, or a short timeout);
  *   - failover: requests interrupted mid-generation (their stages freed) and
  *     re-prefilled on another chain from prompt + generated tokens under new
  *     ids finish exactly as uninterrupted runs (greedy and seeded);
@@ -292,6 +295,56 @@ static void test_release_and_chunks(void) {
     px_model_free(m);
 }
 
+/* ---- pipeline depth and bursts (first stage) ---- */
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_depth_and_bursts(void) {
+    px_model *m = load_slice(0, 2);
+    recorder rec;
+    px_stage *st = make_stage(m, &rec, 16, 1 << 20, 512);
+    px_stage_set_pipeline_depth(st, 1);
+    px_sampling s = greedy(8);
+    px_stage_item a = first_item(1, 4, true, &s), b = first_item(2, 3, true, &s);
+    CHECK(px_stage_push(st, &a) == 0 && px_stage_step(st) == 4);
+    CHECK(stats_of(st).micro_batches_out == 1 && stats_of(st).pipeline_depth == 1);
+    CHECK(px_stage_push(st, &b) == 0 && px_stage_step(st) == 0); /* held: one micro-batch is out */
+    CHECK(!stats_of(st).idle);
+    int32_t tok = 5;
+    px_stage_item a_next = {.kind = PX_STAGE_FORWARD, .request_id = 1, .pos = 4, .n = 1, .tokens = &tok, .sample = true};
+    CHECK(px_stage_push(st, &a_next) == 0);
+    CHECK(px_stage_step(st) == 4); /* a's token and b's prompt in one step */
+    CHECK(stats_of(st).micro_batches_out == 1);
+    CHECK(px_stage_push(st, &(px_stage_item){.kind = PX_STAGE_RELEASE, .request_id = 1}) == 0);
+    px_stage_item c = first_item(3, 2, true, &s);
+    CHECK(px_stage_push(st, &c) == 0 && px_stage_step(st) == 0); /* b is still out */
+    sleep_ms(100); /* the micro-batch expires (3 x the round trip measured above, at least 20 ms) */
+    CHECK(px_stage_step(st) == 2 && stats_of(st).micro_batches_out == 1);
+    CHECK(px_stage_push(st, &(px_stage_item){.kind = PX_STAGE_RELEASE_ALL}) == 0);
+    px_stage_step(st);
+    CHECK(stats_of(st).micro_batches_out == 0 && stats_of(st).requests == 0);
+
+    px_stage_set_pipeline_depth(st, 0);
+    px_stage_item d = first_item(4, 3, false, &s), e = first_item(5, 2, false, &s), f = first_item(6, 1, false, &s);
+    d.more = true;
+    CHECK(px_stage_push(st, &d) == 0 && px_stage_step(st) == 0); /* the burst is still arriving */
+    CHECK(px_stage_push(st, &e) == 0 && px_stage_step(st) == 5);  /* d and e together */
+    f.more = true;                                                 /* a burst whose end never comes */
+    CHECK(px_stage_push(st, &f) == 0);
+    sleep_ms(3 * PX_STAGE_BURST_WAIT_MS);
+    CHECK(px_stage_step(st) == 1);
+    bool more_ok = true; /* the two outputs of the d+e step: the first says another follows */
+    for (int i = 0; i < rec.n; i++)
+        if (rec.kind[i] == PX_STAGE_OUT_FORWARD && (rec.id[i] == 4 || rec.id[i] == 5))
+            more_ok = more_ok && rec.item[i].more == (rec.id[i] == 4);
+    CHECK(more_ok);
+    px_stage_free(st);
+    px_model_free(m);
+}
+
 /* ---- failover: re-prefill from prompt + generated tokens ---- */
 
 #define FO_REQS 8
@@ -486,6 +539,7 @@ int main(int argc, char **argv) {
     test_malformed_later();
     test_out_of_blocks();
     test_release_and_chunks();
+    test_depth_and_bursts();
     test_failover();
     test_reload();
     test_garbage();

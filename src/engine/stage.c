@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- request lists ---- */
 
@@ -87,6 +88,19 @@ void stage_fail(px_stage *st, stage_req *r, uint64_t id, const char *msg) {
     pthread_cond_signal(&st->wake);
 }
 
+/* Sets `more` on each event that another event for the same peer follows. */
+static void mark_bursts(event_queue *q) {
+    bool forward_after = false, token_after = false;
+    for (int i = q->n - 1; i >= 0; i--) {
+        px_stage_event *ev = &q->v[i].ev;
+        bool downstream = ev->kind == PX_STAGE_OUT_FORWARD || ev->kind == PX_STAGE_OUT_RELEASE;
+        ev->more = downstream ? forward_after : ev->kind == PX_STAGE_OUT_TOKEN ? token_after : false;
+        if (downstream) ev->item.more = ev->more;
+        forward_after = forward_after || downstream;
+        token_after = token_after || ev->kind == PX_STAGE_OUT_TOKEN;
+    }
+}
+
 /* Delivers the queued events with the lock released, then frees the
  * requests dropped before them (events may point into those). */
 static void deliver(px_stage *st) {
@@ -99,6 +113,7 @@ static void deliver(px_stage *st) {
     st->graveyard = NULL;
     st->n_graveyard = st->cap_graveyard = 0;
     st->delivering_now = true;
+    mark_bursts(&q);
     pthread_mutex_unlock(&st->mu);
     for (int i = 0; i < q.n; i++) {
         if (q.v[i].ev.kind == PX_STAGE_OUT_ERROR) q.v[i].ev.error = q.v[i].error;
@@ -150,7 +165,11 @@ px_stage *px_stage_create(px_model *model, const px_engine_options *opt, px_stag
     }
     alloc_step_buffers(st);
     pthread_mutex_init(&st->mu, NULL);
-    pthread_cond_init(&st->wake, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_until is px_time_now() time */
+    pthread_cond_init(&st->wake, &ca);
+    pthread_condattr_destroy(&ca);
     px_log_info("stage: layers [%d, %d) of %d%s%s, KV cache %d blocks of %d tokens (%.1f MiB), context %d",
                 px_model_start(model), px_model_end(model), st->cfg->n_layers, st->first ? ", first" : "",
                 st->last ? ", last" : "", st->mem.kv.n_blocks, st->opt.block_size,
@@ -160,13 +179,26 @@ px_stage *px_stage_create(px_model *model, const px_engine_options *opt, px_stag
 
 /* ---- the executor ---- */
 
+/* Sleeps until a push wakes it, or until an in-flight micro-batch expires. */
+static void wait_for_work(px_stage *st) {
+    if (st->wait_until <= 0) {
+        pthread_cond_wait(&st->wake, &st->mu);
+        return;
+    }
+    struct timespec ts;
+    double t = st->wait_until;
+    ts.tv_sec = (time_t)t;
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    pthread_cond_timedwait(&st->wake, &st->mu, &ts);
+}
+
 static void *executor_main(void *arg) {
     px_stage *st = arg;
     pthread_mutex_lock(&st->mu);
     while (!st->stopping) {
         int n = stage_run_step(st);
         if (st->outbox.n || st->n_graveyard) deliver(st);
-        else if (n == 0 && !st->stopping) pthread_cond_wait(&st->wake, &st->mu);
+        else if (n == 0 && !st->stopping) wait_for_work(st);
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
@@ -223,13 +255,23 @@ void px_stage_stats(px_stage *st, px_stage_stats_t *out) {
     out->kv_blocks_used = c.used;
     out->block_size = st->opt.block_size;
     out->context_length = st->mem.ctx_limit;
+    double earliest;
+    out->micro_batches_out = st->first && !st->last ? stage_flights_active(st, px_time_now(), &earliest) : 0;
+    out->pipeline_depth = st->depth;
     out->idle = st->pending_positions == 0 && st->n_step == 0 && st->outbox.n == 0 && !st->delivering_now;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void px_stage_set_pipeline_depth(px_stage *st, int depth) {
+    pthread_mutex_lock(&st->mu);
+    st->depth = depth > 0 ? depth : 0;
+    pthread_cond_signal(&st->wake);
     pthread_mutex_unlock(&st->mu);
 }
 
 px_stage_item px_stage_token_item(const px_stage_event *ev) {
     return (px_stage_item){.kind = PX_STAGE_FORWARD, .request_id = ev->request_id, .pos = ev->token_pos, .n = 1,
-                           .tokens = &ev->token.token, .sample = true};
+                           .tokens = &ev->token.token, .sample = true, .more = ev->more};
 }
 
 /* ---- teardown ---- */

@@ -65,6 +65,14 @@
  * on every stage through the same path. Nothing a peer sends can crash a
  * stage or make it read out of bounds.
  *
+ * Bursts: a step's outputs are delivered as a burst of events, each with
+ * `more` set except the last for its peer. Pass it on in the pushed item
+ * (OUT_FORWARD's item already has it; px_stage_token_item() copies it; set
+ * it on the RELEASE you push for a final token, and on the wire): the
+ * receiving stage then waits for the whole burst before its next step, so
+ * the requests of one micro-batch stay together down the pipeline instead
+ * of splitting into a step for the first item and another for the rest.
+ *
  * Batching: the executor runs continuous batching over everything that has
  * arrived: each step takes up to max_batch_size requests and
  * max_tokens_per_batch positions, single-position items (decodes) first, then
@@ -107,6 +115,7 @@
 #include "engine.h"
 
 #define PX_STAGE_RELEASED_MEMORY 4096
+#define PX_STAGE_BURST_WAIT_MS 2
 
 typedef enum {
     PX_STAGE_FORWARD = 1,     /* positions of a request to run through the slice */
@@ -129,6 +138,10 @@ typedef struct {
                                     generated before (failover re-prefill); 0 means n */
     /* RELEASE, RELEASE_ALL */
     bool propagate;              /* emit OUT_RELEASE for the next stage (not on the last stage) */
+    /* any kind */
+    bool more;                   /* the sender pushes another item right after this one (the rest of
+                                    one step's output): the stage plans its next step only after the
+                                    burst's last item (at most PX_STAGE_BURST_WAIT_MS later) */
 } px_stage_item;
 
 typedef enum {
@@ -146,6 +159,9 @@ typedef struct {
                              logprobs when asked for; cached_tokens is 0) */
     int32_t token_pos;    /* OUT_TOKEN: the position the sampled token takes in the sequence */
     const char *error;    /* OUT_ERROR */
+    bool more;            /* another event for the same peer follows in this burst (after OUT_FORWARD /
+                             OUT_RELEASE: another of those two; after OUT_TOKEN: another OUT_TOKEN);
+                             item.more is set to it, and px_stage_token_item() copies it */
 } px_stage_event;
 
 typedef void (*px_stage_callback)(void *user, const px_stage_event *ev);
@@ -164,6 +180,8 @@ typedef struct {
     uint64_t steps_total, positions_total, tokens_sampled;
     double busy_seconds;    /* time in the forward pass and sampling (per-layer latency = busy / positions / layers) */
     bool idle;              /* nothing pending, no step running, no event queued or being delivered */
+    int pipeline_depth;     /* as set by px_stage_set_pipeline_depth() */
+    int micro_batches_out;  /* first stage: micro-batches sent for sampling whose tokens are not all back */
 } px_stage_stats_t;
 
 typedef struct px_stage px_stage;
@@ -182,6 +200,23 @@ int px_stage_step(px_stage *st);
 void px_stage_stats(px_stage *st, px_stage_stats_t *out);
 /* Stops the executor and frees everything; no events are delivered. */
 void px_stage_free(px_stage *st);
+
+/* First stage of a pipeline of `depth` stages (ignored on other stages; 0,
+ * the default, means no limit; may be changed at any time). Each step of the
+ * first stage that sends requests on for sampling forms a micro-batch that
+ * is "out" until every one of its requests has come back (its next token, or
+ * its release). While `depth` micro-batches are out, the first stage starts
+ * no step: what arrives meanwhile (tokens of other micro-batches, new
+ * prompts) waits and joins the next step. Without the limit, requests that
+ * arrive a little apart (prompts pushed one by one) stay split into many
+ * small micro-batches for ever, and every stage runs one step per group per
+ * token; with depth = number of stages, k micro-batches keep the k stages
+ * busy with batches as large as possible. A micro-batch stops counting after
+ * 3 x the measured round trip (at least 20 ms, at most 2 s; 1 s before the
+ * first measurement), so a lost token (a dead worker) delays the others only
+ * that long. For the accounting to be exact, push the RELEASE of a finished
+ * request into stage 0 promptly, as the ring does. */
+void px_stage_set_pipeline_depth(px_stage *st, int depth);
 
 /* The item that feeds a sampled token back into stage 0 (the next decode
  * step): FORWARD of ev->token.token at ev->token_pos with sample = true.

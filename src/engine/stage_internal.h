@@ -32,6 +32,14 @@ typedef struct hidden_node {
     float rows[]; /* [n, hidden] */
 } hidden_node;
 
+/* A micro-batch the first stage emitted with sample items, until every
+ * request of it has come back (its next token, or its release). */
+#define STAGE_MAX_FLIGHTS 64
+typedef struct {
+    int outstanding; /* requests not back yet; 0: slot free */
+    double t_emit;
+} stage_flight;
+
 typedef struct stage_req {
     uint64_t id;
     struct stage_req *prev, *next;
@@ -49,6 +57,7 @@ typedef struct stage_req {
     bool released;        /* to be dropped by the executor (released, failed or finished) */
     bool propagate;       /* emit OUT_RELEASE when dropped */
     bool in_step;
+    int flight;           /* first stage: the micro-batch it is out with, or -1 */
     hidden_node *h_head, *h_tail;
     /* this step */
     int chunk, t0, row;   /* positions taken, first batch row, logit row (-1: none) */
@@ -101,6 +110,12 @@ struct px_stage {
     stage_req **graveyard;
     int n_graveyard, cap_graveyard;
     int pending_positions;
+    int depth;                 /* first stage: most micro-batches out at once (0: no limit) */
+    stage_flight flights[STAGE_MAX_FLIGHTS];
+    double rtt_ema;            /* seconds from emitting a micro-batch to its last return; 0: none seen */
+    double wait_until;         /* > 0: the executor may sleep until then (a flight expires, a burst times out) */
+    bool burst_open;           /* the last item pushed had `more` set */
+    double burst_since;        /* when the open burst began */
     px_stage_stats_t totals; /* counters; gauges are filled in by px_stage_stats() */
 
     /* one step (executor only) */
@@ -129,6 +144,10 @@ void stage_fail(px_stage *st, stage_req *r, uint64_t id, const char *msg);
 
 /* stage_push.c, under mu */
 int stage_push_locked(px_stage *st, const px_stage_item *it);
+
+/* stage_step.c: flights (under mu) */
+void stage_flight_return(px_stage *st, stage_req *r);
+int stage_flights_active(px_stage *st, double now, double *earliest_expiry);
 
 /* stage_step.c: called and returns with mu held; releases it around the forward pass */
 int stage_run_step(px_stage *st);

@@ -85,6 +85,7 @@ static stage_req *request_new(px_stage *st, const px_stage_item *it) {
     uint64_t seed = it->sampling->has_seed ? it->sampling->seed : (uint64_t)(px_time_now() * 1e9) ^ (r->id * 0x9e3779b97f4a7c15ull);
     r->rng = px_rng_init(seed);
     r->row = -1;
+    r->flight = -1;
     return r;
 }
 
@@ -141,6 +142,7 @@ static int push_forward(px_stage *st, const px_stage_item *it) {
         st->totals.items_dropped++; /* in flight when its request ended */
         return 0;
     }
+    if (r) stage_flight_return(st, r); /* the first stage sees its token come back */
     if (check_shape(st, it, r) || check_order(st, it, r)) return -1;
     int n_prompt = r ? r->n_prompt : (it->n_prompt ? it->n_prompt : it->n);
     if (it->sample && (int64_t)it->pos + it->n < n_prompt)
@@ -199,8 +201,16 @@ static int push_release_all(px_stage *st, const px_stage_item *it) {
     return 0;
 }
 
+/* Bursts: while items with `more` keep coming, the executor holds its next step. */
+static void track_burst(px_stage *st, bool more) {
+    if (more && !st->burst_open) st->burst_since = px_time_now();
+    st->burst_open = more;
+    if (!more) pthread_cond_signal(&st->wake);
+}
+
 int stage_push_locked(px_stage *st, const px_stage_item *it) {
     if (st->stopping) return px_error_set("stage: shutting down"), st->totals.items_refused++, -1;
+    track_burst(st, it->more);
     switch (it->kind) {
     case PX_STAGE_FORWARD:
         if (it->request_id == 0) return refuse(st, it, NULL, "FORWARD needs a request id");

@@ -26,6 +26,71 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- micro-batches in flight (first stage of a longer pipeline) ---- */
+
+#define FLIGHT_FIRST_EXPIRY 1.0 /* seconds, before any round trip was measured */
+#define FLIGHT_MIN_EXPIRY 0.02
+#define FLIGHT_MAX_EXPIRY 2.0
+
+static double flight_expiry(const px_stage *st) {
+    if (st->rtt_ema <= 0) return FLIGHT_FIRST_EXPIRY;
+    return PX_MAX(FLIGHT_MIN_EXPIRY, PX_MIN(FLIGHT_MAX_EXPIRY, 3 * st->rtt_ema));
+}
+
+void stage_flight_return(px_stage *st, stage_req *r) {
+    if (r->flight < 0) return;
+    stage_flight *f = &st->flights[r->flight];
+    r->flight = -1;
+    if (f->outstanding > 0 && --f->outstanding == 0) {
+        double rtt = px_time_now() - f->t_emit;
+        st->rtt_ema = st->rtt_ema > 0 ? 0.8 * st->rtt_ema + 0.2 * rtt : rtt;
+        pthread_cond_signal(&st->wake);
+    }
+}
+
+/* Micro-batches still out and not yet expired; *earliest_expiry gets the first expiry among them. */
+int stage_flights_active(px_stage *st, double now, double *earliest_expiry) {
+    const double expiry = flight_expiry(st);
+    int n = 0;
+    *earliest_expiry = 0;
+    for (int i = 0; i < STAGE_MAX_FLIGHTS; i++) {
+        const stage_flight *f = &st->flights[i];
+        if (f->outstanding == 0 || now - f->t_emit >= expiry) continue;
+        n++;
+        if (*earliest_expiry == 0 || f->t_emit + expiry < *earliest_expiry) *earliest_expiry = f->t_emit + expiry;
+    }
+    return n;
+}
+
+/* After a step of the first stage: the requests it sent out for sampling form one flight. */
+static void start_flight(px_stage *st) {
+    int n = 0;
+    for (int si = 0; si < st->n_step; si++) n += st->step[si]->step_sample && !st->step[si]->released;
+    if (n == 0) return;
+    int slot = -1;
+    for (int i = 0; i < STAGE_MAX_FLIGHTS && slot < 0; i++)
+        if (st->flights[i].outstanding == 0) slot = i;
+    if (slot < 0) return; /* too many out: these are simply not tracked */
+    st->flights[slot] = (stage_flight){n, px_time_now()};
+    for (int si = 0; si < st->n_step; si++)
+        if (st->step[si]->step_sample && !st->step[si]->released) st->step[si]->flight = slot;
+}
+
+/* True while the next step should wait: a burst of items is still arriving
+ * (at most PX_STAGE_BURST_WAIT_MS), or on a first stage with a depth,
+ * `depth` micro-batches are out (new work waits to join the next one that
+ * returns). Sets wait_until. */
+static bool hold_step(px_stage *st) {
+    const double now = px_time_now(), burst_end = st->burst_since + PX_STAGE_BURST_WAIT_MS * 1e-3;
+    st->wait_until = 0;
+    if (st->burst_open && now < burst_end) return st->wait_until = burst_end, true;
+    if (!st->first || st->last || st->depth <= 0) return false;
+    double earliest;
+    if (stage_flights_active(st, now, &earliest) < st->depth) return false;
+    st->wait_until = earliest;
+    return true;
+}
+
 /* ---- dropping ---- */
 
 static void bury(px_stage *st, stage_req *r) {
@@ -37,6 +102,7 @@ static void bury(px_stage *st, stage_req *r) {
 }
 
 static void drop(px_stage *st, stage_req *r) {
+    stage_flight_return(st, r);
     stage_list_remove(&st->live, r);
     px_kvpool_release_table(st->mem.blocks, r->blocks, &r->n_blocks);
     st->pending_positions -= r->n_recv - r->n_computed;
@@ -204,6 +270,7 @@ static void finish_step(px_stage *st, int rc) {
             stage_list_push_back(&st->live, r);
         }
     }
+    if (!rc && st->first && !st->last) start_flight(st);
     st->n_step = 0;
     stage_drop_released(st);
 }
@@ -212,6 +279,7 @@ int stage_run_step(px_stage *st) {
     stage_drop_released(st);
     for (int i = 0; i < st->n_retired; i++) free(st->retired[i]);
     st->n_retired = 0;
+    if (hold_step(st)) return 0;
     plan(st);
     if (st->n_step == 0) return 0;
     const int positions = st->n_batch;
