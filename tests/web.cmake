@@ -7,7 +7,9 @@
 #             against `parallax serve` on aidreams-260k: greedy answer equals
 #             the API, stop midway, reload, hostile Markdown renders inert,
 #             keyboard, contrast, 1280x800 and 390-px screenshots saved under
-#             tests/out/web/screenshots in the build folder
+#             tests/out/web/screenshots in the build folder;
+#             web_cluster_views - Setup, Join and Cluster views on scripted
+#             cluster states (joins, loading, ready, a node dying)
 # Node tests skip (77) without node, the browser test without /usr/bin/chromium
 # or oracles/node_modules/playwright-core (scripts/setup.sh installs both).
 if(NOT TARGET px_server)
@@ -31,3 +33,8 @@ set_tests_properties(web_http PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOU
 
 add_test(NAME web_browser COMMAND sh -c "${PX_WEB_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/web_browser.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --out ${PX_WEB_OUT} --npm ${CMAKE_SOURCE_DIR}/oracles/node_modules")
 set_tests_properties(web_browser PROPERTIES LABELS browser SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
+
+# Setup/Join/Cluster views on scripted cluster states (tests/fake_cluster.mjs
+# in the scheduler's status format, relaying the rest to `parallax serve`).
+add_test(NAME web_cluster_views COMMAND sh -c "${PX_WEB_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/web_cluster.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --out ${PX_WEB_OUT} --npm ${CMAKE_SOURCE_DIR}/oracles/node_modules")
+set_tests_properties(web_cluster_views PROPERTIES LABELS browser SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)

@@ -28,8 +28,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { parseArgs, harness, skipUnless, startServer, postJson, metrics } from './server_common.mjs';
+import { parseArgs, harness, startServer, postJson, metrics } from './server_common.mjs';
+import { DESKTOP, PHONE, sleep, loadChromium, launch, watch, shooter, overflow as hOverflow } from './web_common.mjs';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const args = parseArgs(process.argv, {
@@ -37,20 +37,10 @@ const args = parseArgs(process.argv, {
   npm: path.join(here, '..', 'oracles', 'node_modules'),
   out: path.join(os.tmpdir(), 'parallax-web'),
 });
-await skipUnless(fs.existsSync(args.chromium), `${args.chromium} is not installed (Debian package chromium)`);
-let chromium;
-try {
-  ({ chromium } = createRequire(path.join(args.npm, 'x.js'))('playwright-core'));
-} catch {
-  await skipUnless(false, `npm playwright-core is not installed in ${args.npm} (scripts/setup.sh)`);
-}
-
+const chromium = await loadChromium(args.chromium, args.npm);
 const t = harness('web_browser');
 const shots = path.join(args.out, 'screenshots');
-fs.mkdirSync(shots, { recursive: true });
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+const snap = shooter(shots);
 const step = (s) => console.log(`-- ${s}`);
 
 // ---- a relay that slows SSE streams down (one event per DELAY ms) ----
@@ -116,34 +106,13 @@ function contrastProbe() {
 
 const srv = await startServer(args.parallax, ['-m', args.model, '--threads', '1']);
 const relay = await startRelay(srv.url, 45);
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-chromium-'));
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: args.chromium,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run', '--disable-dev-shm-usage'],
-  viewport: DESKTOP,
-});
+const browser = await launch(chromium, args.chromium, DESKTOP);
+const ctx = browser.ctx;
+const page = browser.page;
 const problems = [];
-const expectedConsole = [/status of 404/, /status of 400/, /Password field is not contained in a form/];
-function watch(page) {
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    const text = m.text();
-    if (/Content Security Policy|Trusted Type|TrustedHTML|TrustedScript/i.test(text)) problems.push(`CSP: ${text}`);
-    else if (m.type() === 'error' && !expectedConsole.some((re) => re.test(text))) problems.push(`console error: ${text}`);
-  });
-  page.on('request', (r) => {
-    const u = new URL(r.url());
-    if (!['127.0.0.1', 'localhost'].includes(u.hostname) && u.protocol !== 'data:') problems.push(`request off the server: ${r.url()}`);
-  });
-}
-const page = ctx.pages()[0] ?? await ctx.newPage();
-watch(page);
+watch(page, problems);
 
-async function shot(name, p = page) {
-  await p.screenshot({ path: path.join(shots, `${name}.png`) });
-}
+const shot = (name, p = page) => snap(p, name);
 async function stored(p = page) {
   return p.evaluate(() => JSON.parse(localStorage.getItem('parallax.conversations.v1') || '[]'));
 }
@@ -445,7 +414,7 @@ try {
   step('phone');
   await page.setViewportSize(PHONE);
   await shot('server-phone');
-  const overflow = async () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  const overflow = () => hOverflow(page);
   t.check(await overflow() <= 0, 'Server view: no horizontal scroll at 390 px', await overflow());
   await page.click('a[data-view="chat"]');
   await page.click(`#menu-btn`);
@@ -474,9 +443,8 @@ try {
   t.check(false, 'the browser run completed', e.stack ?? String(e));
   await shot('failure').catch(() => {});
 } finally {
-  await ctx.close().catch(() => {});
+  await browser.close();
   relay.server.close();
-  fs.rmSync(profile, { recursive: true, force: true });
   const r = await srv.stop();
   t.check(r.code === 0, 'server exits 0 on SIGTERM', r);
 }
