@@ -9,7 +9,9 @@
 #             keyboard, contrast, 1280x800 and 390-px screenshots saved under
 #             tests/out/web/screenshots in the build folder;
 #             web_cluster_views - Setup, Join and Cluster views on scripted
-#             cluster states (joins, loading, ready, a node dying)
+#             cluster states (joins, loading, ready, a node dying);
+#             web_cluster_live - the setup -> join -> chat flow on a real
+#             `parallax run` with `parallax join` workers, one killed
 # Node tests skip (77) without node, the browser test without /usr/bin/chromium
 # or oracles/node_modules/playwright-core (scripts/setup.sh installs both).
 if(NOT TARGET px_server)
@@ -38,3 +40,11 @@ set_tests_properties(web_browser PROPERTIES LABELS browser SKIP_RETURN_CODE 77 T
 # in the scheduler's status format, relaying the rest to `parallax serve`).
 add_test(NAME web_cluster_views COMMAND sh -c "${PX_WEB_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/web_cluster.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --out ${PX_WEB_OUT} --npm ${CMAKE_SOURCE_DIR}/oracles/node_modules")
 set_tests_properties(web_cluster_views PROPERTIES LABELS browser SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
+
+# The whole flow against a real cluster: `parallax run` + `parallax join`
+# workers started from the Join page's command, chat, stop, reload, a worker
+# killed and replaced.
+if(TARGET px_scheduler AND TARGET px_worker)
+  add_test(NAME web_cluster_live COMMAND sh -c "${PX_WEB_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/web_cluster_live.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --out ${PX_WEB_OUT} --npm ${CMAKE_SOURCE_DIR}/oracles/node_modules")
+  set_tests_properties(web_cluster_live PROPERTIES LABELS browser SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
+endif()

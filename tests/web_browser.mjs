@@ -25,11 +25,10 @@
 //
 //   node tests/web_browser.mjs --parallax build/parallax --model ../shared/models/aidreams-260k --out build/tests/out/web
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, harness, startServer, postJson, metrics } from './server_common.mjs';
-import { DESKTOP, PHONE, sleep, loadChromium, launch, watch, shooter, overflow as hOverflow } from './web_common.mjs';
+import { DESKTOP, PHONE, sleep, loadChromium, launch, watch, shooter, startRelay, overflow as hOverflow } from './web_common.mjs';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const args = parseArgs(process.argv, {
@@ -42,42 +41,6 @@ const t = harness('web_browser');
 const shots = path.join(args.out, 'screenshots');
 const snap = shooter(shots);
 const step = (s) => console.log(`-- ${s}`);
-
-// ---- a relay that slows SSE streams down (one event per DELAY ms) ----
-function startRelay(target, delayMs) {
-  const stats = { streams: 0, clientClosedEarly: 0 };
-  const server = http.createServer((req, res) => {
-    const up = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (ur) => {
-      const sse = (ur.headers['content-type'] ?? '').startsWith('text/event-stream');
-      res.writeHead(ur.statusCode, ur.headers);
-      if (!sse) { ur.pipe(res); return; }
-      stats.streams++;
-      let buf = '';
-      let ended = false;
-      const queue = [];
-      ur.setEncoding('utf8');
-      ur.on('data', (d) => {
-        buf += d;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) { queue.push(buf.slice(0, i + 2)); buf = buf.slice(i + 2); }
-      });
-      ur.on('end', () => { ended = true; });
-      const pump = () => {
-        if (res.destroyed) return;
-        if (queue.length) res.write(queue.shift());
-        else if (ended) { res.end(buf); return; }
-        setTimeout(pump, delayMs);
-      };
-      pump();
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-    res.on('close', () => {
-      if (!res.writableFinished) { stats.clientClosedEarly++; up.destroy(); }
-    });
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, stats, server })));
-}
 
 // ---- WCAG contrast of computed colours ----
 function contrastProbe() {

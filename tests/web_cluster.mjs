@@ -130,7 +130,7 @@ try {
     return bars.length === 2 && bars[0].startsWith('0–2') && bars[1].startsWith('2–4');
   });
   const pipe = await page.textContent('.pipeline');
-  t.check(/alpha \[0, 2\)/.test(pipe) && /beta \[2, 4\)/.test(pipe), 'the pipeline alpha -> beta is shown', pipe);
+  t.check(/alpha-1a2b \[0, 2\)/.test(pipe) && /beta-3c4d \[2, 4\)/.test(pipe), 'the pipeline alpha -> beta is shown', pipe);
   const alphaRow = await page.textContent('#cluster-body tr[data-node="alpha-1a2b"]');
   t.check(/500 µs/.test(alphaRow) && /beta-3c4d 1\.20 ms/.test(alphaRow),
     'layer latency and RTTs are shown', alphaRow);
@@ -153,7 +153,7 @@ try {
   await until('the dropped node is kept and marked failed', () => document.querySelector('#cluster-body tr[data-node="beta-3c4d"]')?.dataset.status === 'failed');
   t.check(await page.evaluate(() => document.querySelectorAll('.alloc-bar.failed').length === 1), 'its bar is drawn failed');
   const ev = await page.textContent('#events');
-  t.check(/beta left the cluster/.test(ev) && /3 requests re-routed/.test(ev), 'the event log shows the failure and the moved requests', ev);
+  t.check(/beta-3c4d left the cluster/.test(ev) && /3 requests re-routed/.test(ev), 'the event log shows the failure and the moved requests', ev);
   t.check((await page.textContent('#c-reroutes')).trim() === '3', 're-routed count shown');
   await both('cluster-failed');
 
@@ -164,7 +164,7 @@ try {
   st.state = 'available';
   st.requests.running = 3;
   st.requests.waiting = 0;
-  await until('the pipeline is rebuilt through the new node', () => /gamma \[2, 4\)/.test(document.querySelector('.pipeline')?.textContent ?? ''));
+  await until('the pipeline is rebuilt through the new node', () => /gamma-5e6f \[2, 4\)/.test(document.querySelector('.pipeline')?.textContent ?? ''));
   t.check(/pipelines: alpha-1a2b→gamma-5e6f/.test(await page.textContent('#events')), 'the event log shows the new pipeline');
   t.check(await rowStatus('beta-3c4d') === 'failed' && await rowStatus('gamma-5e6f') === 'ready', 'failed and new node side by side');
   await both('cluster-recovered');

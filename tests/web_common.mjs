@@ -4,6 +4,7 @@
 // CSP / Trusted Types violations, unexpected console errors, requests that
 // leave the machine), and screenshots.
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -69,3 +70,43 @@ export function shooter(dir) {
 
 /** Horizontal overflow of the page in px (> 0: it scrolls sideways). */
 export const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+
+/**
+ * A relay in front of a server that slows its SSE streams down (one event
+ * every delayMs), so a test can watch an answer grow and stop it midway;
+ * stats.clientClosedEarly counts streams the browser closed before the end.
+ */
+export function startRelay(target, delayMs) {
+  const stats = { streams: 0, clientClosedEarly: 0 };
+  const server = http.createServer((req, res) => {
+    const up = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (ur) => {
+      const sse = (ur.headers['content-type'] ?? '').startsWith('text/event-stream');
+      res.writeHead(ur.statusCode, ur.headers);
+      if (!sse) { ur.pipe(res); return; }
+      stats.streams++;
+      let buf = '';
+      let ended = false;
+      const queue = [];
+      ur.setEncoding('utf8');
+      ur.on('data', (d) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) { queue.push(buf.slice(0, i + 2)); buf = buf.slice(i + 2); }
+      });
+      ur.on('end', () => { ended = true; });
+      const pump = () => {
+        if (res.destroyed) return;
+        if (queue.length) res.write(queue.shift());
+        else if (ended) { res.end(buf); return; }
+        setTimeout(pump, delayMs);
+      };
+      pump();
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+    res.on('close', () => {
+      if (!res.writableFinished) { stats.clientClosedEarly++; up.destroy(); }
+    });
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, stats, server })));
+}

@@ -11,7 +11,7 @@ import { h, $, $$, replace, fmtBytes, fmtMs, copyText, flash } from './dom.js';
 import { ApiError, getJSON, getText, parseMetrics, metric, streamNDJSON } from './api.js';
 import {
   clusterState, nodesOf, nodeId, pipelinesOf, modelOf, nodeStatus, progressOf, sliceOf, hwOf, rttsOf, layerLatencyOf,
-  joinCommandOf, joinNeedsToken, neededBytesOf, minNodesOf, nodeName, requestsOf, diffSnapshots,
+  joinCommandOf, joinNeedsToken, neededBytesOf, minNodesOf, nodeName, nodeHost, requestsOf, diffSnapshots,
 } from './status.js';
 
 let hooks = { onConnection() {}, onMode() {}, go() {} };
@@ -127,7 +127,7 @@ function badge(status) {
 function fmtHw(n) {
   const hw = hwOf(n);
   const parts = [];
-  if (hw.cores !== null) parts.push(`${hw.cores} cores`);
+  if (hw.cores !== null) parts.push(`${hw.cores} core${hw.cores === 1 ? '' : 's'}`);
   if (hw.gpu) parts.push(hw.gpuName ? `GPU ${hw.gpuName}` : 'GPU');
   if (hw.bandwidth) parts.push(`${(hw.bandwidth / 1e9).toFixed(0)} GB/s`);
   if (hw.flops) parts.push(`${(hw.flops / 1e9).toFixed(0)} GFLOP/s`);
@@ -232,7 +232,7 @@ function nodeRows(list, withDetails) {
       ghost ? h('div', { class: 'muted small' }, 'no longer reported') : null,
       n.error ? h('div', { class: 'err-text small' }, String(n.error)) : null);
     const cells = [
-      h('td', null, h('strong', null, nodeName(n)), nodeName(n) !== nodeId(n) ? h('div', { class: 'muted small' }, nodeId(n)) : null),
+      h('td', null, h('strong', null, nodeName(n)), nodeHost(n) ? h('div', { class: 'muted small' }, `on ${nodeHost(n)}`) : null),
       stateCell,
       h('td', null, fmtSlice(n)),
       h('td', null, hw.memory !== null ? fmtBytes(hw.memory) : '–'),
@@ -278,7 +278,7 @@ function buildJoin() {
     h('div', { class: 'card' },
       h('h2', null, 'Join command'),
       h('p', { class: 'muted small' }, 'Run this on every machine that should serve. On the same LAN, ',
-        h('code', null, 'parallax join'), ' without ', h('code', null, '-s'), ' finds the scheduler by its beacon.'),
+        h('code', null, '-s auto'), ' instead of the address finds the scheduler by its beacon.'),
       h('div', { class: 'cmd' }, cmdPre, copy),
       tokenNote),
     h('div', { class: 'card' }, nodesTitle, nodesBox),

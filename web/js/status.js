@@ -48,9 +48,16 @@ export function nodeId(n) {
   return str(n.id) ?? str(n.node) ?? str(n.name) ?? '?';
 }
 
+/** The node's id (workers name themselves HOSTNAME-XXXX, unique in the
+ * cluster, where several workers may share a host name). */
 export function nodeName(n) {
-  const hw = hwOf(n);
-  return str(n.hostname) ?? str(hw.hostname) ?? nodeId(n);
+  return nodeId(n);
+}
+
+/** The host name when the id does not already say it, else null. */
+export function nodeHost(n) {
+  const host = str(n.hostname) ?? str(hwOf(n).hostname);
+  return host && !nodeId(n).startsWith(host) ? host : null;
 }
 
 export function hwOf(n) {
