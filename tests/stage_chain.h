@@ -27,7 +27,7 @@ typedef struct {
     int32_t tokens[HARNESS_MAX_TOKENS];
     float logprobs[HARNESS_MAX_TOKENS];
     int n;
-    bool done, failed;
+    bool done, failed, aborted;
     px_finish_reason finish;
     int contract_errors, next_pos;
     char error[256];
@@ -72,6 +72,10 @@ static inline void chain_push(chain *c, int stage, const px_stage_item *it) {
 static inline void chain_record_token(chain *c, const px_stage_event *ev) {
     pthread_mutex_lock(&c->mu);
     chain_req *r = chain_req_of(c, ev->request_id);
+    if (r && r->aborted) { /* late tokens of an aborted request: the scheduler ignores them too */
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
     if (!r || r->done || ev->token_pos != r->next_pos || ev->token.request_id != ev->request_id) {
         c->contract_errors++;
         pthread_mutex_unlock(&c->mu);
@@ -180,6 +184,22 @@ static inline int chain_submit(chain *c, int i, const int32_t *prompt, int n, co
     px_stage_item it = {.kind = PX_STAGE_FORWARD, .request_id = id, .pos = 0, .n = n, .tokens = prompt,
                         .sample = true, .sampling = s};
     return px_stage_push(c->stages[0], &it);
+}
+
+/* The scheduler aborts request i (a stop string, a client gone): it stops
+ * listening and releases the request at stage 0, which passes it on. */
+static inline void chain_abort(chain *c, int i) {
+    pthread_mutex_lock(&c->mu);
+    chain_req *r = &c->reqs[i];
+    bool was_done = r->done;
+    if (!r->done) r->done = true, r->finish = PX_FINISH_ABORT, c->n_done++;
+    r->aborted = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (!was_done) {
+        px_stage_item rel = {.kind = PX_STAGE_RELEASE, .request_id = c->id_base + (uint64_t)i + 1, .propagate = true};
+        chain_push(c, 0, &rel);
+    }
 }
 
 /* Steps every stage in turn until nothing moves (stepped chains). */
