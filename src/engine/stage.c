@@ -7,8 +7,11 @@
  * run one step under the lock except for the forward pass (stage_step.c),
  * then deliver the queued events with the lock released, so callbacks may
  * push into any stage, this one included; then free the requests dropped
- * before that delivery. Pushes (stage_push.c) take the lock briefly and
- * wake the executor.
+ * before that delivery. Before delivery each event gets `more` when another
+ * event for the same peer follows (a burst). With nothing to run it sleeps
+ * on a condition variable (on the monotonic clock, with a deadline while a
+ * burst or a micro-batch is pending). Pushes (stage_push.c) take the lock
+ * briefly and wake the executor.
  */
 #include "stage_internal.h"
 #include <stdarg.h>

@@ -3,7 +3,11 @@
  * stage_run_step() is entered with the lock held:
  *   1. drop released requests (blocks back to the pool, OUT_RELEASE when
  *      asked to propagate; memory freed after the next delivery) and free
- *      retired token arrays (no step is in flight now);
+ *      retired token arrays (no step is in flight now); then hold the step
+ *      while a burst of items is still arriving (`more`, at most
+ *      PX_STAGE_BURST_WAIT_MS) or, on a first stage with a pipeline depth,
+ *      while that many micro-batches are out (each expires after 3 x the
+ *      measured round trip), so arrivals join one step;
  *   2. plan: up to max_batch_size requests and max_tokens_per_batch
  *      positions, first every request with exactly one pending position
  *      (decodes), then chunks (<= chunked_prefill_size) of the others, in
@@ -17,7 +21,9 @@
  *      chunk's rows of the output, for the next stage) or, on the last
  *      stage, OUT_TOKEN with its stop decision (EOS / stop ids, max_tokens,
  *      context); finished requests are dropped; served requests move to the
- *      back of the list so the next step starts with the others.
+ *      back of the list so the next step starts with the others; a first
+ *      stage records the requests it sent on for sampling as a micro-batch
+ *      out, until each is back (its token or its release).
  * A failed forward pass (which validates the batch) fails every request of
  * the step with OUT_ERROR; the stage itself keeps running.
  */
