@@ -112,6 +112,7 @@ try {
   const w3 = await apiChat(srv.url, m1, { chat_template_kwargs: { enable_thinking: false } });
   t.check(a3.content === w3.content, 'and the answer equals the API with enable_thinking false', { got: a3.content, want: w3.content });
   await snap(page, 'chat-template-desktop');
+  await page.goto('about:blank'); // the page polls /health: leave it before the server goes
   await srv.stop();
 
   step('thinking');
