@@ -11,7 +11,10 @@
  * Request ids are never reused: each batch of requests (chain_reset_requests)
  * gets ids id_base + 1 .. id_base + n, recorded in reqs[0, n); the recorder also checks the
  * event contract (positions count up by one, no event after the final one,
- * completion_tokens counts tokens).
+ * completion_tokens counts tokens). A request with abort_after is aborted
+ * by the "scheduler" right after that many tokens: it stops listening and
+ * pushes a propagating RELEASE into stage 0, racing with the token item the
+ * last stage already fed back.
  */
 #ifndef PX_STAGE_CHAIN_H
 #define PX_STAGE_CHAIN_H
@@ -28,6 +31,7 @@ typedef struct {
     float logprobs[HARNESS_MAX_TOKENS];
     int n;
     bool done, failed, aborted;
+    int abort_after; /* > 0: the scheduler aborts the request after this many tokens */
     px_finish_reason finish;
     int contract_errors, next_pos;
     char error[256];
@@ -69,17 +73,19 @@ static inline void chain_push(chain *c, int stage, const px_stage_item *it) {
     }
 }
 
-static inline void chain_record_token(chain *c, const px_stage_event *ev) {
+/* Records a token; true when the scheduler aborts the request now (abort_after). */
+static inline bool chain_record_token(chain *c, const px_stage_event *ev) {
+    bool abort_now = false;
     pthread_mutex_lock(&c->mu);
     chain_req *r = chain_req_of(c, ev->request_id);
     if (r && r->aborted) { /* late tokens of an aborted request: the scheduler ignores them too */
         pthread_mutex_unlock(&c->mu);
-        return;
+        return false;
     }
     if (!r || r->done || ev->token_pos != r->next_pos || ev->token.request_id != ev->request_id) {
         c->contract_errors++;
         pthread_mutex_unlock(&c->mu);
-        return;
+        return false;
     }
     if (r->n < HARNESS_MAX_TOKENS) r->tokens[r->n] = ev->token.token, r->logprobs[r->n] = ev->token.logprob;
     r->n++;
@@ -90,8 +96,14 @@ static inline void chain_record_token(chain *c, const px_stage_event *ev) {
         r->finish = ev->token.finish;
         c->n_done++;
         pthread_cond_broadcast(&c->cv);
+    } else if (r->abort_after && r->n == r->abort_after) {
+        r->done = r->aborted = abort_now = true;
+        r->finish = PX_FINISH_ABORT;
+        c->n_done++;
+        pthread_cond_broadcast(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
+    return abort_now;
 }
 
 static inline void chain_record_error(chain *c, const px_stage_event *ev) {
@@ -127,10 +139,14 @@ static inline void chain_cb(void *user, const px_stage_event *ev) {
         }
         break;
     case PX_STAGE_OUT_TOKEN: {
-        chain_record_token(c, ev);
+        bool abort_now = chain_record_token(c, ev);
         px_stage_item next = px_stage_token_item(ev);
         px_stage_item rel = {.kind = PX_STAGE_RELEASE, .request_id = ev->request_id, .propagate = true, .more = ev->more};
         chain_push(c, 0, ev->token.finish == PX_FINISH_NONE ? &next : &rel);
+        if (abort_now) { /* the scheduler's abort races with the token the last stage already sent on */
+            rel.more = false;
+            chain_push(c, 0, &rel);
+        }
         break;
     }
     case PX_STAGE_OUT_ERROR: chain_record_error(c, ev); break;
@@ -184,22 +200,6 @@ static inline int chain_submit(chain *c, int i, const int32_t *prompt, int n, co
     px_stage_item it = {.kind = PX_STAGE_FORWARD, .request_id = id, .pos = 0, .n = n, .tokens = prompt,
                         .sample = true, .sampling = s};
     return px_stage_push(c->stages[0], &it);
-}
-
-/* The scheduler aborts request i (a stop string, a client gone): it stops
- * listening and releases the request at stage 0, which passes it on. */
-static inline void chain_abort(chain *c, int i) {
-    pthread_mutex_lock(&c->mu);
-    chain_req *r = &c->reqs[i];
-    bool was_done = r->done;
-    if (!r->done) r->done = true, r->finish = PX_FINISH_ABORT, c->n_done++;
-    r->aborted = true;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    if (!was_done) {
-        px_stage_item rel = {.kind = PX_STAGE_RELEASE, .request_id = c->id_base + (uint64_t)i + 1, .propagate = true};
-        chain_push(c, 0, &rel);
-    }
 }
 
 /* Steps every stage in turn until nothing moves (stepped chains). */

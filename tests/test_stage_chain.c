@@ -10,9 +10,10 @@
  *      top-k/top-p/min-p/penalties, stop ids, short max_tokens) with tiny
  *      prefill chunks and batches: token ids, logprobs and finish reasons
  *      identical to the single-node px_engine running the same requests;
- *   3. the same 40 again, every third one aborted mid-stream by the test
- *      thread (RELEASE into stage 0, as the scheduler does for a stop
- *      string) while the stages run: the others still match the engine;
+ *   3. the same 40 again, every third one aborted after 1..5 tokens (a
+ *      RELEASE into stage 0, as the scheduler does for a stop string, racing
+ *      with the token already fed back) while the stages run: the others
+ *      still match the engine;
  *   4. afterwards every stage holds no request, no KV block, no pending
  *      position and no micro-batch out (the RELEASEs travelled down the
  *      chain), and no item was refused.
@@ -86,33 +87,26 @@ static void run_mixed(chain *c, const req_spec *specs, const collector *want, co
     check_mixed(c, want, what);
 }
 
-/* The mixed requests again, aborting every third one mid-stream from this
- * thread while the stages run: the others still match the engine. */
+/* The mixed requests again, every third one aborted after 1..5 tokens
+ * while the stages run: the others still match the engine. */
 static void run_aborts(chain *c, const req_spec *specs, const collector *want, const char *what) {
     chain_reset_requests(c, N_MIXED);
+    for (int i = 0; i < N_MIXED; i += 3) c->reqs[i].abort_after = 1 + i % 5;
     for (int i = 0; i < N_MIXED; i++) CHECK(chain_submit(c, i, specs[i].prompt, specs[i].n_prompt, &specs[i].s) == 0);
-    int aborted = 0;
-    for (int spins = 0; spins < 200000; spins++) {
-        pthread_mutex_lock(&c->mu);
-        bool all_done = c->n_done == c->n_reqs;
-        int to_abort = -1;
-        for (int i = 0; i < N_MIXED && to_abort < 0; i += 3)
-            if (!c->reqs[i].done && c->reqs[i].n >= 1 + i % 5) to_abort = i;
-        pthread_mutex_unlock(&c->mu);
-        if (all_done) break;
-        if (to_abort >= 0) chain_abort(c, to_abort), aborted++;
-        else if (!c->threaded) px_stage_step(c->stages[spins % c->k]);
-        else nanosleep(&(struct timespec){0, 50 * 1000}, NULL);
-    }
     CHECK_MSG(chain_wait_all(c), "%s: aborts: requests did not finish", what);
-    CHECK_MSG(aborted >= N_MIXED / 6, "%s: only %d requests aborted mid-stream", what, aborted);
+    int aborted = 0;
     for (int i = 0; i < N_MIXED; i++) {
         const chain_req *r = &c->reqs[i];
-        if (r->aborted) continue;
+        if (r->aborted) {
+            aborted++;
+            CHECK(r->n == r->abort_after);
+            continue;
+        }
         bool same = r->n == want[i].n && r->finish == want[i].finish && !r->failed;
         for (int j = 0; same && j < r->n; j++) same = r->tokens[j] == want[i].tokens[j];
         CHECK_MSG(same, "%s: aborts: request %d differs from the engine", what, i);
     }
+    CHECK_MSG(aborted >= 12, "%s: only %d requests aborted mid-stream", what, aborted);
 }
 
 static void check_clean(chain *c, const char *what) {
