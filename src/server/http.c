@@ -458,6 +458,17 @@ void px_server_stop(px_server *s) {
 void px_server_free(px_server *s) {
     if (!s) return;
     px_server_stop(s);
+    /* jobs whose final backend event is still on its way hold the server:
+     * the backend (still running) delivers it shortly after the aborts */
+    for (int i = 0; i < 10000 && atomic_load(&s->in_flight) > 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&s->in_flight) > 0) {
+        px_log_warn("server: %d requests still held by the backend after 10 s; not freeing the server",
+                    atomic_load(&s->in_flight));
+        return;
+    }
     px_server_metrics_free(s->metrics);
     free(s->host);
     free(s->api_key);

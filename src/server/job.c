@@ -13,7 +13,10 @@
  * Lifetime: reference counted. The HTTP request context holds one reference,
  * the engine one from submit until its final event, an SSE response one until
  * libmicrohttpd frees it. The last unref frees the job; server in-flight count
- * and the end-of-request metrics are settled when the HTTP side sets j->end. */
+ * and the end-of-request metrics are settled when the HTTP side sets j->end.
+ * The backend's final event may drop the last reference after the HTTP side
+ * is done (even during shutdown): the in-flight count goes down as the very
+ * last step of job_free, and px_server_free() waits for it to reach 0. */
 #include "server_internal.h"
 
 #include <errno.h>
@@ -86,7 +89,7 @@ void px_server_job_ref(px_server_job *j) {
 }
 
 static void job_free(px_server_job *j) {
-    atomic_fetch_sub(&j->srv->in_flight, 1);
+    px_server *srv = j->srv;
     px_tokenizer_stream_free(j->detok);
     px_textproc_free(&j->tp);
     px_server_params_free(&j->p);
@@ -99,6 +102,9 @@ static void job_free(px_server_job *j) {
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
+    /* last: px_server_free() waits for in_flight == 0, so the server (and
+     * the tokenizer the detokenizer used) outlive every job */
+    atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 void px_server_job_unref(px_server_job *j) {
