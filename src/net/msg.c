@@ -262,7 +262,12 @@ int px_net_validate(const Parallax__Envelope *env, size_t act_len) {
 
 /* ---- sending ---- */
 
+static _Thread_local int g_send_errno; /* of the last failed send on this thread */
+
+bool px_net_send_peer_gone(void) { return g_send_errno == EHOSTUNREACH; }
+
 static int send_frame(void *z, const void *data, size_t len, int more) {
+    g_send_errno = 0;
     if (zmq_send(z, data, len, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) < 0) return -1;
     return 0;
 }
@@ -277,8 +282,9 @@ int px_net_send(px_sock *s, const char *to, Parallax__Envelope *env, const void 
     if (to && send_frame(z, to, strlen(to), 1)) rc = -1;
     else if (send_frame(z, buf, n, act_len > 0)) rc = -1; /* after the routing id the rest always queues */
     else if (act_len && send_frame(z, act, act_len, 0)) rc = -1;
+    g_send_errno = 0;
     if (rc) {
-        int err = zmq_errno();
+        int err = g_send_errno = zmq_errno();
         px_error_set("net: send %s to %s: %s", px_net_body_name(env), to ? to : px_sock_endpoint(s),
                      err == EHOSTUNREACH ? "peer not connected" : zmq_strerror(err));
     }
@@ -298,7 +304,7 @@ int px_net_send_raw(px_sock *s, const char *to, const uint8_t *hdr, size_t hdr_l
     void *z = px_sock_handle(s);
     if ((to && send_frame(z, to, strlen(to), 1)) || send_frame(z, hdr, hdr_len, act_len > 0) ||
         (act_len && send_frame(z, act, act_len, 0))) {
-        int err = zmq_errno();
+        int err = g_send_errno = zmq_errno();
         px_error_set("net: send to %s: %s", to ? to : px_sock_endpoint(s),
                      err == EHOSTUNREACH ? "peer not connected" : zmq_strerror(err));
         return -1;

@@ -146,6 +146,9 @@ void px_msg_free(px_msg *m);
  * routing id on a ROUTER, NULL on a DEALER. Never blocks: a full queue or an
  * unknown peer is -1 + error. */
 int px_net_send(px_sock *s, const char *to, Parallax__Envelope *env, const void *act, size_t act_len);
+/* After a failed send on this thread: true when the peer's connection is
+ * gone (a ROUTER knows no such routing id any more: it disconnected). */
+bool px_net_send_peer_gone(void);
 /* Receives one message: 1 = *out holds a valid message, 0 = nothing within
  * timeout_ms (0: do not wait, -1: wait forever), -1 = a message arrived but
  * was refused (bad version, undecodable, invalid: px_error_get() says why,

@@ -193,6 +193,8 @@ static int route_request(px_sched *s, px_route *out) {
         double lat = 1e-3;
         int max_load = 0;
         if (!px_cluster_node_status(s->cluster, i, &st)) lat = st.layer_latency, max_load = st.max_load;
+        /* the worker's real KV cache, once it reported it: requests that fit at full context length */
+        if (w->kv_tokens) max_load = (int)PX_MAX(1, (int64_t)w->kv_tokens / PX_MAX(s->context_length, 1));
         sl[n++] = (px_route_slice){.node = i, .start = w->start, .end = w->end, .layer_latency = lat > 0 ? lat : 1e-3,
                                    .load = w->inflight, .max_load = max_load};
     }
@@ -257,11 +259,13 @@ static int start_attempt(px_sched *s, sreq *r) {
     f.start = true, f.n_prompt = (uint32_t)r->n_prompt, f.total = (uint32_t)(r->n_prompt + r->n_gen);
     f.sampling = &sw, f.sample = true;
     if (px_sched_send(s, route.node[0], PARALLAX__ENVELOPE__BODY_FORWARD, &f)) {
+        bool gone = px_net_send_peer_gone();
         char why[400];
         snprintf(why, sizeof why, "unreachable (%s)", px_error_get());
         int first = route.node[0];
         end_attempt(s, r, false);
         r->state = RQ_PENDING;
+        if (!gone) return 1; /* a full queue: try again on the next turn */
         px_sched_remove_worker(s, first, why);
         return -1;
     }

@@ -336,6 +336,21 @@ static void on_message(px_sched *s, px_msg *m) {
     }
 }
 
+/* A ping to every worker: the ROUTER refuses a send to a routing id whose
+ * connection closed (a killed process's socket is closed by the kernel at
+ * once), so a dead worker is found within one tick, not after dead_after. */
+static void probe_workers(px_sched *s, double now) {
+    for (int i = 0; i < s->cap_workers; i++) {
+        if (!s->workers[i].used) continue;
+        Parallax__Ping p;
+        parallax__ping__init(&p);
+        p.sent = now;
+        if (px_sched_send(s, i, PARALLAX__ENVELOPE__BODY_PING, &p) && px_net_send_peer_gone() &&
+            now - s->workers[i].joined_at > 1.0) /* a fresh joiner's connection may still be settling */
+            px_sched_remove_worker(s, i, "its connection closed");
+    }
+}
+
 static void check_timeouts(px_sched *s, double now) {
     for (int i = 0; i < s->cap_workers; i++) {
         sworker *w = &s->workers[i];
@@ -394,6 +409,7 @@ static void *sched_main(void *arg) {
         double now = px_time_now();
         if (now >= next_tick) {
             next_tick = now + 0.1;
+            probe_workers(s, now);
             check_timeouts(s, now);
             px_sched_expire(s, now);
             px_sock_poll_events(s->sock, NULL);

