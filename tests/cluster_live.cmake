@@ -32,3 +32,6 @@ if(PX_CLUSTER_MAKE_MODEL)
   add_test(NAME cluster_failover COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_failover.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} ${PX_CLUSTER_MAKE_MODEL} --work ${PX_CLUSTER_OUT}/failover")
   set_tests_properties(cluster_failover PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 600 RUN_SERIAL TRUE)
 endif()
+
+add_test(NAME cluster_security COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_security.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --work ${PX_CLUSTER_OUT}/security")
+set_tests_properties(cluster_security PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)

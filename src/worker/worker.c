@@ -537,9 +537,15 @@ static int setup(px_worker *w) {
     char bind_ep[64], host[256];
     snprintf(bind_ep, sizeof bind_ep, "tcp://*:%d", w->opt.data_port > 0 ? w->opt.data_port : 0);
     if (!(w->data = px_net_bind(w->net, bind_ep, w->data_pub, w->data_sec))) return -1;
-    if (w->opt.advertise) snprintf(host, sizeof host, "%s", w->opt.advertise);
-    else if (local_address_towards(w->sched_endpoint, host, sizeof host)) return -1;
-    snprintf(w->data_endpoint, sizeof w->data_endpoint, "tcp://%s:%d", host, px_sock_port(w->data));
+    const char *adv = w->opt.advertise, *colon = adv ? strrchr(adv, ':') : NULL;
+    bool adv_port = colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1) &&
+                    (adv[0] == '[' || strchr(adv, ':') == colon); /* HOST:PORT or [V6]:PORT, not a bare IPv6 */
+    if (adv_port) snprintf(w->data_endpoint, sizeof w->data_endpoint, "tcp://%s", adv); /* e.g. a port forward */
+    else {
+        if (adv) snprintf(host, sizeof host, strchr(adv, ':') && adv[0] != '[' ? "[%s]" : "%s", adv);
+        else if (local_address_towards(w->sched_endpoint, host, sizeof host)) return -1;
+        snprintf(w->data_endpoint, sizeof w->data_endpoint, "tcp://%s:%d", host, px_sock_port(w->data));
+    }
     if (!(w->sched = px_net_connect(w->net, w->sched_endpoint, w->keys.cluster_public, w->id))) return -1;
     w->routes = px_routes_new();
     pthread_mutex_init(&w->out_mu, NULL);
