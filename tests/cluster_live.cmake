@@ -35,3 +35,7 @@ endif()
 
 add_test(NAME cluster_security COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_security.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --work ${PX_CLUSTER_OUT}/security")
 set_tests_properties(cluster_security PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
+
+# root only (network namespaces); skips itself (77) without root or iproute2
+add_test(NAME cluster_netns COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_netns.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --work ${PX_CLUSTER_OUT}/netns")
+set_tests_properties(cluster_netns PROPERTIES LABELS "model;netns" SKIP_RETURN_CODE 77 TIMEOUT 600 RUN_SERIAL TRUE)
