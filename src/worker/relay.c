@@ -127,7 +127,13 @@ void px_worker_on_forward(px_worker *w, const Parallax__Forward *f, const void *
     px_routes_put(w->routes, f->req, f->epoch, f->route, (int)f->n_route, (int)f->hop);
     px_sampling s;
     px_stage_item it = {.kind = PX_STAGE_FORWARD, .request_id = f->req, .pos = (int32_t)f->pos, .n = n,
-                        .tokens = f->tokens, .hidden = hidden, .n_hidden = n_hidden, .sample = f->sample};
+                        .tokens = f->tokens, .hidden = hidden, .n_hidden = n_hidden, .sample = f->sample,
+                        .more = f->more};
+    if (first && f->start && f->n_route > 1 && w->pipeline_depth != (int)f->n_route) {
+        /* as many micro-batches in flight as the pipeline has stages keeps every stage busy */
+        w->pipeline_depth = (int)f->n_route;
+        px_stage_set_pipeline_depth(w->stage, w->pipeline_depth);
+    }
     if (f->start) {
         sampling_from_wire(f->sampling, &s);
         it.sampling = &s;
@@ -141,7 +147,8 @@ void px_worker_on_release(px_worker *w, const Parallax__Release *r) {
     bool last = w->end == w->n_layers;
     if (!r->propagate || last || !w->stage) px_routes_drop(w->routes, r->req);
     if (!w->stage) return;
-    px_stage_item it = {.kind = PX_STAGE_RELEASE, .request_id = r->req, .propagate = r->propagate && !last};
+    px_stage_item it = {.kind = PX_STAGE_RELEASE, .request_id = r->req, .propagate = r->propagate && !last,
+                        .more = r->more};
     px_stage_push(w->stage, &it);
 }
 
@@ -154,6 +161,7 @@ static void send_forward(px_worker *w, const px_stage_item *item, char **route, 
     f.req = item->request_id, f.epoch = epoch, f.route = route, f.n_route = (size_t)n_route, f.hop = (uint32_t)hop;
     f.pos = (uint32_t)item->pos, f.n_tokens = (size_t)item->n, f.tokens = (int32_t *)item->tokens;
     f.sample = item->sample;
+    f.more = item->more;
     if (item->pos == 0 && item->sampling) {
         f.start = true;
         sampling_to_wire(item->sampling, &sw);
@@ -182,10 +190,10 @@ static void send_forward(px_worker *w, const px_stage_item *item, char **route, 
     px_worker_queue(w, route[hop], &env, act, bytes, true);
 }
 
-static void send_release(px_worker *w, const char *to, uint64_t req, uint32_t epoch, bool propagate) {
+static void send_release(px_worker *w, const char *to, uint64_t req, uint32_t epoch, bool propagate, bool more) {
     Parallax__Release r;
     parallax__release__init(&r);
-    r.req = req, r.epoch = epoch, r.propagate = propagate;
+    r.req = req, r.epoch = epoch, r.propagate = propagate, r.more = more;
     Parallax__Envelope env;
     px_net_env(&env, w->id, PARALLAX__ENVELOPE__BODY_RELEASE, &r);
     px_worker_queue(w, to, &env, NULL, 0, false);
@@ -215,7 +223,11 @@ static void on_token(px_worker *w, const px_stage_event *ev, char **route, int n
                 px_log_debug("worker: next step of %llu refused: %s", (unsigned long long)ev->request_id, px_error_get());
         } else send_forward(w, &next, route, n_route, 0, epoch);
     } else {
-        if (!self_first) send_release(w, route[0], ev->request_id, epoch, true);
+        if (!self_first) send_release(w, route[0], ev->request_id, epoch, true, ev->more);
+        else { /* closes its micro-batch on this (first) stage at once */
+            px_stage_item rel = {.kind = PX_STAGE_RELEASE, .request_id = ev->request_id, .more = ev->more};
+            px_stage_push(w->stage, &rel);
+        }
         px_routes_drop(w->routes, ev->request_id);
     }
 }
@@ -233,7 +245,7 @@ void px_worker_on_stage_event(void *user, const px_stage_event *ev) {
         else send_forward(w, &ev->item, route, n, hop + 1, epoch);
         break;
     case PX_STAGE_OUT_RELEASE:
-        if (n >= 0 && hop + 1 < n) send_release(w, route[hop + 1], ev->request_id, epoch, ev->item.propagate);
+        if (n >= 0 && hop + 1 < n) send_release(w, route[hop + 1], ev->request_id, epoch, ev->item.propagate, ev->more);
         px_routes_drop(w->routes, ev->request_id);
         break;
     case PX_STAGE_OUT_TOKEN:

@@ -300,6 +300,7 @@ static int on_loaded(px_worker *w, out_msg *m) {
         return 0;
     }
     w->model = m->model, w->stage = m->stage;
+    w->pipeline_depth = 0;
     w->start = m->start, w->end = m->end;
     const px_model_config *cfg = px_model_config_of(w->model);
     w->hidden = cfg->hidden, w->vocab = cfg->vocab;

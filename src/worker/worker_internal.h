@@ -94,6 +94,7 @@ typedef struct px_worker {
     px_model *model;
     px_stage *stage;            /* NULL while not serving */
     int start, end, hidden, vocab;
+    int pipeline_depth;         /* set on the first stage: stages of the routes it heads */
     uint32_t generation;        /* of the slice held (or being loaded) */
     bool loading;
     pthread_t loader;
