@@ -7,7 +7,9 @@
 // no error) with exactly the text `parallax serve` gives for its prompt
 // (so no token was lost or duplicated), the scheduler must show the
 // re-routes and no failed request, and a new request must be served
-// correctly. It reports how long the streams paused.
+// correctly. It reports how long the streams paused. Last, a worker that
+// stops answering (SIGSTOP) is timed out and, back (SIGCONT), rejoins once;
+// the streams it held wait and then finish exactly.
 //   node tests/cluster_failover.mjs --parallax BUILD/parallax --make-model BUILD/make_random_model --model AIDREAMS
 import fs from 'node:fs';
 import path from 'node:path';
@@ -102,4 +104,38 @@ h.check(a.nodes.some((n) => n.id === 'spare' && n.start === 2 && n.end === 4), '
   a.nodes.map((n) => [n.id, n.start, n.end]));
 // a spare that holds the whole model: a second pipeline takes the requests
 await scenario('big spare', []);
+
+// a worker that stops answering (SIGSTOP) is timed out; its streams wait
+// (no other pipeline); when it comes back (SIGCONT) it is told to join
+// again, rejoins once, and the streams finish exactly
+{
+  const sched = await startScheduler(o.parallax, dir, ['--wire-dtype', 'f32', '--no-beacon', '--dead-after', '1.5'],
+    { stateDir: path.join(o.work, 'state') });
+  const ws = [['w1', 0, 3], ['w2', 3, 6]].map(([id, s, e]) =>
+    startWorker(o.parallax, sched, ['--start-layer', `${s}`, '--end-layer', `${e}`, '--node-id', id, '-t', '1']));
+  await waitStatus(sched.url, (x) => x.state === 'available', 'the 2-stage pipeline', 60000);
+  const progress = [0, 0];
+  let stopped = false;
+  const pauser = (async () => {
+    while (!progress.every((c) => c >= 8)) await sleep(5);
+    ws[1].proc.kill('SIGSTOP');
+    stopped = true;
+    await waitStatus(sched.url, (x) => !x.nodes.some((n) => n.id === 'w2'), 'w2 timed out', 20000);
+    h.check(true, 'pause: the silent worker is removed after --dead-after');
+    await sleep(500);
+    ws[1].proc.kill('SIGCONT');
+  })();
+  const got = await Promise.all([0, 1].map((i) => streamGreedy(sched.url, prompts[i], T, (_, n) => { progress[i] = n; })));
+  await pauser;
+  for (let i = 0; i < 2; i++)
+    h.check(got[i].done && !got[i].error && got[i].text === want[i].text, `pause: stream ${i} = serve after the worker came back`,
+      { got: got[i].text, want: want[i].text, error: got[i].error });
+  h.check(stopped, 'pause: the worker was stopped mid-stream');
+  const joins = (sched.out.match(/worker w2 joined/g) || []).length;
+  h.check(joins === 2, 'pause: w2 joined twice (at start and once after the pause)', joins);
+  const st = await status(sched.url);
+  h.check(st.state === 'available' && st.requests.failed === 0, 'pause: available again, nothing failed', st.requests);
+  for (const w of ws) h.check((await w.stop()).code === 0, 'pause: worker exits 0', w.out.slice(-1000));
+  h.check((await sched.stop()).code === 0, 'pause: scheduler exits 0');
+}
 h.finish();

@@ -208,12 +208,33 @@ static void refuse_join(px_sched *s, const char *peer, const char *fmt, const ch
     px_log_warn("scheduler: refused worker %s: %s", peer, reason);
 }
 
+static void send_join_reply(px_sched *s, int slot) {
+    Parallax__JoinReply r;
+    parallax__join_reply__init(&r);
+    r.accepted = true;
+    r.model = s->model_ref;
+    r.revision = (char *)(s->revision ? s->revision : "");
+    r.n_layers = (uint32_t)s->cfg.n_layers;
+    r.wire_dtype = (uint32_t)s->opt.wire_dtype;
+    r.heartbeat_ms = (uint32_t)s->opt.heartbeat_ms;
+    r.weight_dtype = s->opt.weight_dtype >= 0 ? (uint32_t)s->opt.weight_dtype + 1 : 0;
+    r.kv_cache_bytes = (uint64_t)PX_MAX(s->opt.worker_kv_bytes, 0);
+    px_sched_send(s, slot, PARALLAX__ENVELOPE__BODY_JOIN_REPLY, &r);
+}
+
 static void on_join(px_sched *s, const char *peer, const Parallax__Join *j) {
     double now = px_time_now();
     if (j->manual && j->manual_end > s->cfg.n_layers)
         return refuse_join(s, peer, "manual slice beyond the model's layers (%s)", s->model_name);
     int old = find_worker(s, peer);
-    if (old >= 0) px_sched_remove_worker(s, old, "joined again");
+    if (old >= 0 && !memcmp(s->workers[old].key, j->data_key.data, PX_NET_KEY_BYTES) &&
+        !strcmp(s->workers[old].endpoint, j->data_endpoint)) {
+        /* the same process again (a retry that crossed our reply): answer, change nothing */
+        s->workers[old].last_seen = now;
+        send_join_reply(s, old);
+        return;
+    }
+    if (old >= 0) px_sched_remove_worker(s, old, "restarted (joined again)");
     px_node_info info;
     px_node_info_init(&info, peer);
     snprintf(info.region, sizeof info.region, "%s", j->region);
@@ -244,17 +265,7 @@ static void on_join(px_sched *s, const char *peer, const Parallax__Join *j) {
     w->joined_at = w->last_seen = now;
     for (int i = 0; i < s->cap_workers; i++) s->rtt[slot * s->cap_workers + i] = s->rtt[i * s->cap_workers + slot] = NAN;
 
-    Parallax__JoinReply r;
-    parallax__join_reply__init(&r);
-    r.accepted = true;
-    r.model = s->model_ref;
-    r.revision = (char *)(s->revision ? s->revision : "");
-    r.n_layers = (uint32_t)s->cfg.n_layers;
-    r.wire_dtype = (uint32_t)s->opt.wire_dtype;
-    r.heartbeat_ms = (uint32_t)s->opt.heartbeat_ms;
-    r.weight_dtype = s->opt.weight_dtype >= 0 ? (uint32_t)s->opt.weight_dtype + 1 : 0;
-    r.kv_cache_bytes = (uint64_t)PX_MAX(s->opt.worker_kv_bytes, 0);
-    px_sched_send(s, slot, PARALLAX__ENVELOPE__BODY_JOIN_REPLY, &r);
+    send_join_reply(s, slot);
     px_log_info("scheduler: worker %s joined (%s, %d cores, %.1f GB%s)", peer, w->hostname, w->cores,
                 (double)w->memory_bytes / 1e9, j->manual ? ", manual slice" : "");
     broadcast_peers(s);
@@ -313,6 +324,12 @@ static void on_message(px_sched *s, px_msg *m) {
     int slot = find_worker(s, m->peer);
     if (slot < 0) {
         if (e->body_case == PARALLAX__ENVELOPE__BODY_LEAVE || e->body_case == PARALLAX__ENVELOPE__BODY_ERROR) return;
+        /* at most one answer per node and second: a node back from a pause has a backlog of messages */
+        uint64_t hsh = 1469598103934665603ull;
+        for (const char *c = m->peer; *c; c++) hsh = (hsh ^ (uint8_t)*c) * 1099511628211ull;
+        double *last = &s->unknown_reply[hsh % PX_SCHED_UNKNOWN_SLOTS], now = px_time_now();
+        if (now - *last < 1.0) return;
+        *last = now;
         px_net_send_error(s->sock, m->peer, PX_SCHED_ID, PARALLAX__ERROR_CODE__REFUSED,
                           "unknown node %s: join again", m->peer);
         return;

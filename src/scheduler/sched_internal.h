@@ -133,6 +133,8 @@ struct px_sched {
     bool was_available;
     pending_cb *cbs;
     int n_cbs, cap_cbs;
+#define PX_SCHED_UNKNOWN_SLOTS 64
+    double unknown_reply[PX_SCHED_UNKNOWN_SLOTS]; /* when "join again" went to a node id (hashed) */
 
     pthread_mutex_t cmd_mu;
     cmd *cmd_head, *cmd_tail;

@@ -428,10 +428,18 @@ static int on_sched_msg(px_worker *w, px_msg *m) {
                                 "Parallax build on every node (%s)",
                                 e->error->version, PX_NET_PROTOCOL_VERSION, e->error->message), -1;
         if (e->error->code == PARALLAX__ERROR_CODE__REFUSED && strstr(e->error->message, "join again")) {
-            if (w->joined) px_log_warn("the scheduler does not know this worker any more: joining again");
-            w->joined = false;
-            w->want_generation = 0;
-            send_join(w);
+            if (w->joined) {
+                /* it re-routed whatever we held: drop it all, keep the slice loaded */
+                px_log_warn("the scheduler does not know this worker any more: joining again");
+                if (w->stage) {
+                    px_stage_item all = {.kind = PX_STAGE_RELEASE_ALL};
+                    px_stage_push(w->stage, &all);
+                }
+                px_routes_clear(w->routes);
+                w->joined = false;
+                w->want_generation = 0;
+                send_join(w);
+            } else if (px_time_now() - w->join_sent > JOIN_RETRY_S) send_join(w); /* one Join per retry period */
             break;
         }
         if (e->error->code == PARALLAX__ERROR_CODE__REFUSED && !w->joined)
