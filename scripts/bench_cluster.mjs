@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { parseArgs, startServer, postJson } = await import(path.join(here, '../tests/server_common.mjs'));
-const { startScheduler, startWorker, waitStatus, slices } = await import(path.join(here, '../tests/cluster_common.mjs'));
+const { startScheduler, startWorker, waitStatus } = await import(path.join(here, '../tests/cluster_common.mjs'));
 
 const o = parseArgs(process.argv, {
   shape: 'qwen3-0.6b', threads: '2', streams: '4', tokens: '64', reps: '3', work: '/tmp/px-bench-cluster',
@@ -36,7 +36,14 @@ if (!fs.existsSync(path.join(dir, 'config.json'))) {
   execFileSync(o.makeModel, ['--shape', o.shape, '--hf-out', dir, '--quiet'], { stdio: 'inherit' });
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(o.tokenizer, f), path.join(dir, f));
 }
-const L = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).num_hidden_layers;
+const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+const L = cfg.num_hidden_layers;
+// Two stages of equal compute: the last one also runs the lm_head (vocab x hidden
+// multiply-adds per token), worth lmLayers decoder layers.
+const hd = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads, H = cfg.hidden_size;
+const layerParams = H * hd * (2 * cfg.num_attention_heads + 2 * cfg.num_key_value_heads) + 3 * H * cfg.intermediate_size;
+const lmLayers = (cfg.vocab_size * H) / layerParams;
+const cut = Math.min(L - 1, Math.max(1, Math.round((L + lmLayers) / 2)));
 const prompt = (i) => `Benchmark stream ${i}: the quick brown fox jumps over the lazy dog.`;
 
 async function complete(url, p, n) {
@@ -90,8 +97,9 @@ async function withCluster(workers, fn) {
   }
 }
 
-const half = slices(L, 2);
-console.log(`bench_cluster: ${o.shape} random (${L} layers), ${N} tokens, wire ${o.wireDtype}, ${R} reps; min / median / max`);
+const half = [[0, cut], [cut, L]];
+console.log(`bench_cluster: ${o.shape} random (${L} layers; lm_head = ${lmLayers.toFixed(1)} layers of work, so stages [0,${cut}) [${cut},${L})), ` +
+  `${N} tokens, wire ${o.wireDtype}, ${R} reps; min / median / max`);
 
 // (a) single stream
 {

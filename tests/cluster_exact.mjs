@@ -12,6 +12,7 @@
 //   node tests/cluster_exact.mjs --parallax BUILD/parallax --model AIDREAMS
 //        [--make-model BUILD/make_random_model --tokenizer QWEN3_TOKENIZER_DIR --work DIR]
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { harness, parseArgs, startServer, request } from './server_common.mjs';
@@ -29,6 +30,27 @@ async function stopAll(sched, workers, what) {
   }
   const r = await sched.stop();
   h.check(r.code === 0, `${what}: scheduler exits 0`, { code: r.code, sig: r.sig, log: sched.out.slice(-2000) });
+}
+
+// The first n NDJSON lines of a streaming GET (then the connection is dropped).
+function ndjsonLines(url, n, ms) {
+  return new Promise((resolve) => {
+    const out = [];
+    let buf = '';
+    const req = http.get(url, (res) => {
+      res.on('data', (d) => {
+        buf += d.toString();
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0 && out.length < n) {
+          out.push(JSON.parse(buf.slice(0, i)));
+          buf = buf.slice(i + 1);
+        }
+        if (out.length >= n) { req.destroy(); resolve(out); }
+      });
+    });
+    req.on('error', () => resolve(out));
+    setTimeout(() => { req.destroy(); resolve(out); }, ms);
+  });
 }
 
 function same(a, b) {
@@ -57,6 +79,9 @@ async function checkModel(label, model, L, prompts, stagesList, maxTokens) {
       h.check(/parallax_node_positions_total\{node="w1"\} [1-9]/.test(m), `${label}: /metrics has per-node positions`);
       h.check(/parallax_node_ready\{node="w1"\} 1/.test(m) && /parallax_node_activation_bytes_out_total\{node="w1"\} [1-9]/.test(m),
         `${label}: /metrics has per-node lines`);
+      const lines = await ndjsonLines(`${sched.url}/cluster/status/stream`, 2, 5000);
+      h.check(lines.length === 2 && lines.every((l) => l.state === 'available' && l.nodes.length === 2),
+        `${label}: /cluster/status/stream gives a snapshot a second`, lines.length);
       const s2 = await status(sched.url);
       h.check(s2.requests.finished >= 2 * prompts.length && s2.requests.failed === 0, `${label}: status counts requests`, s2.requests);
       h.check(s2.nodes.every((n) => n.state === 'serving' && n.positions > 0), `${label}: both nodes served`, s2.nodes);
