@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define JOIN_RETRY_S 3.0
@@ -196,6 +197,28 @@ typedef struct {
     int start, end;
 } load_job;
 
+/* The scheduler's model path may not exist here. When it is a snapshot in a
+ * Hugging Face cache (.../models--ORG--NAME/snapshots/COMMIT), the same repo
+ * and commit are looked up in this machine's cache (or downloaded). */
+static char *resolve_model(px_worker *w) {
+    const char *ref = w->model_ref;
+    struct stat st;
+    px_hub_options ho = {.revision = w->revision, .progress = true};
+    if (ref[0] != '/' || stat(ref, &st) == 0) return px_hub_model_dir(ref, &ho);
+    const char *m = strstr(ref, "/models--"), *snap = m ? strstr(m, "/snapshots/") : NULL;
+    if (!m || !snap || snap - m <= 9) return px_error_set("model %s: no such directory on this worker (use -m)", ref), NULL;
+    char repo[512], rev[128];
+    snprintf(repo, sizeof repo, "%.*s", (int)(snap - m - 9), m + 9);
+    char *sep = strstr(repo, "--");
+    if (!sep) return px_error_set("model %s: no such directory on this worker (use -m)", ref), NULL;
+    memmove(sep + 1, sep + 2, strlen(sep + 2) + 1);
+    *sep = '/';
+    snprintf(rev, sizeof rev, "%.*s", (int)strcspn(snap + 11, "/"), snap + 11);
+    px_log_info("model %s is not on this machine: using %s at %s from the Hugging Face cache or hub", ref, repo, rev);
+    ho.revision = rev;
+    return px_hub_model_dir(repo, &ho);
+}
+
 static void *loader_main(void *arg) {
     load_job *job = arg;
     px_worker *w = job->w;
@@ -203,10 +226,7 @@ static void *loader_main(void *arg) {
     m->kind = OUT_LOADED;
     m->generation = job->generation, m->start = job->start, m->end = job->end;
     double t0 = px_time_now();
-    if (!w->model_dir) {
-        px_hub_options ho = {.revision = w->revision, .progress = true};
-        w->model_dir = px_hub_model_dir(w->model_ref, &ho);
-    }
+    if (!w->model_dir) w->model_dir = resolve_model(w);
     if (!w->model_dir) m->error = px_strdup(px_error_get());
     else {
         px_load_options lo = {.start = job->start, .end = job->end, .dtype = w->weight_dtype};
