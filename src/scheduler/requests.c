@@ -233,63 +233,102 @@ static void sampling_to_wire(const px_sampling *s, Parallax__Sampling *out) {
     out->stop_ids = (int32_t *)s->stop_ids;
 }
 
-/* Returns 0 when sent, 1 when no route exists now, -1 when the first stage
- * could not be reached (it was removed; try again). */
-static int start_attempt(px_sched *s, sreq *r) {
+/* Routes r and starts a new attempt (not sent yet). 0, or 1 when no route exists now. */
+static int begin_attempt(px_sched *s, sreq *r) {
     px_route route;
     if (route_request(s, &route)) return 1;
     r->attempt = s->next_attempt++;
     r->n_attempts++;
     r->n_route = route.n_stages;
-    char *ids[PX_NET_MAX_ROUTE];
     for (int k = 0; k < route.n_stages; k++) {
         r->route[k] = route.node[k];
-        ids[k] = s->workers[route.node[k]].id;
         s->workers[route.node[k]].inflight++;
     }
     px_u64map_put(&s->attempts, r->attempt, r);
     r->state = RQ_RUNNING;
     s->running++;
+    return 0;
+}
+
+static void requeue_front(px_sched *s, sreq *r) {
+    r->state = RQ_PENDING;
+    r->t_pending = px_time_now();
+    r->next = s->pending;
+    s->pending = r;
+    s->waiting++;
+}
+
+/* Sends the Forward{start} of an attempt begun above; `more`: another one
+ * for the same first stage follows at once (one burst: the stage plans one
+ * step for all of them). Returns 0 sent, 1 the first stage's queue is full
+ * (back to pending; stop dispatching this turn), -1 its connection is gone
+ * (it was removed; back to pending), 2 the attempt no longer exists. */
+static int send_attempt(px_sched *s, uint64_t attempt, bool more) {
+    sreq *r = px_u64map_get(&s->attempts, attempt);
+    if (!r || r->state != RQ_RUNNING || r->attempt != attempt) return 2;
+    char *ids[PX_NET_MAX_ROUTE];
+    for (int k = 0; k < r->n_route; k++) ids[k] = s->workers[r->route[k]].id;
     Parallax__Forward f;
     Parallax__Sampling sw;
     parallax__forward__init(&f);
     sampling_to_wire(&r->s, &sw);
-    f.req = r->attempt, f.epoch = r->n_attempts, f.route = ids, f.n_route = (size_t)route.n_stages, f.hop = 0;
+    f.req = r->attempt, f.epoch = r->n_attempts, f.route = ids, f.n_route = (size_t)r->n_route, f.hop = 0;
     f.pos = 0, f.tokens = r->tokens, f.n_tokens = (size_t)(r->n_prompt + r->n_gen);
     f.start = true, f.n_prompt = (uint32_t)r->n_prompt, f.total = (uint32_t)(r->n_prompt + r->n_gen);
-    f.sampling = &sw, f.sample = true;
-    if (px_sched_send(s, route.node[0], PARALLAX__ENVELOPE__BODY_FORWARD, &f)) {
+    f.sampling = &sw, f.sample = true, f.more = more;
+    int first = r->route[0];
+    if (px_sched_send(s, first, PARALLAX__ENVELOPE__BODY_FORWARD, &f)) {
         bool gone = px_net_send_peer_gone();
         char why[400];
         snprintf(why, sizeof why, "unreachable (%s)", px_error_get());
-        int first = route.node[0];
         end_attempt(s, r, false);
-        r->state = RQ_PENDING;
-        if (!gone) return 1; /* a full queue: try again on the next turn */
+        requeue_front(s, r);
+        if (!gone) return 1;
         px_sched_remove_worker(s, first, why);
         return -1;
     }
     if (r->n_attempts > 1)
         px_log_info("scheduler: request %llu attempt %u: %d-stage route from %s", (unsigned long long)r->id,
-                    r->n_attempts, route.n_stages, ids[0]);
+                    r->n_attempts, r->n_route, ids[0]);
     return 0;
 }
 
+/* Starts pending requests in arrival order while routes exist. Forwards to
+ * the same first stage that go out in one turn form one burst. */
 void px_sched_dispatch(px_sched *s) {
+    uint64_t held = 0;
+    int held_first = -1;
     for (int guard = 0; s->pending && guard < 1 << 16; guard++) {
         sreq *r = s->pending;
         s->pending = r->next;
         r->next = NULL;
         s->waiting--;
-        int rc = start_attempt(s, r);
-        if (rc == 0) continue;
-        /* back to the front, in order */
-        r->next = s->pending;
-        s->pending = r;
-        r->state = RQ_PENDING;
-        s->waiting++;
-        if (rc > 0) break; /* no route for anyone now */
+        if (begin_attempt(s, r)) {
+            requeue_front(s, r);
+            break; /* no route for anyone now */
+        }
+        int first = r->route[0];
+        uint64_t mine = r->attempt;
+        if (held) {
+            int rc = send_attempt(s, held, held_first == first);
+            /* sending can remove a worker and re-route (or even drop) this request: look it up again */
+            r = px_u64map_get(&s->attempts, mine);
+            if (rc == 1) { /* a full queue: this one waits behind the held one for the next turn */
+                if (r) {
+                    end_attempt(s, r, false);
+                    r->state = RQ_PENDING;
+                    r->t_pending = px_time_now();
+                    if (s->pending) r->next = s->pending->next, s->pending->next = r;
+                    else s->pending = r;
+                    s->waiting++;
+                }
+                held = 0;
+                break;
+            }
+        }
+        held = r ? mine : 0, held_first = first;
     }
+    if (held) send_attempt(s, held, false);
 }
 
 void px_sched_expire(px_sched *s, double now) {
