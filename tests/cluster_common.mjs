@@ -47,11 +47,11 @@ function spawnIn(ns, cmd, args, env) {
 }
 
 // `parallax run -m MODEL ARGS`: resolves {url, clusterPort, token, ...process}.
-export function startScheduler(parallax, model, args = [], { ns, stateDir, quiet = true, timeoutMs = 60000, host = '127.0.0.1' } = {}) {
+export function startScheduler(parallax, model, args = [], { ns, stateDir, quiet = true, timeoutMs = 60000, host = '127.0.0.1', env = {} } = {}) {
   return new Promise((resolve, reject) => {
     const all = ['run', '-m', model, '--port', '0', '--cluster-port', '0', '--host', host, ...args];
     if (stateDir) all.push('--state-dir', stateDir);
-    const p = track(spawnIn(ns, parallax, all), quiet, '[run] ');
+    const p = track(spawnIn(ns, parallax, all, env), quiet, '[run] ');
     let done = false;
     const timer = setTimeout(() => { if (!done) { done = true; p.proc.kill('SIGKILL'); reject(new Error(`scheduler did not start:\n${p.out}`)); } }, timeoutMs);
     const check = () => {
@@ -71,9 +71,9 @@ export function startScheduler(parallax, model, args = [], { ns, stateDir, quiet
 }
 
 // `parallax join -s ADDR --token T ARGS` (not waited for).
-export function startWorker(parallax, sched, args = [], { ns, quiet = true, token, addr } = {}) {
+export function startWorker(parallax, sched, args = [], { ns, quiet = true, token, addr, env = {} } = {}) {
   const all = ['join', '-s', addr ?? `127.0.0.1:${sched.clusterPort}`, '--token', token ?? sched.token, '--no-probe', ...args];
-  return track(spawnIn(ns, parallax, all), quiet, `[join ${args.join(' ')}] `);
+  return track(spawnIn(ns, parallax, all, env), quiet, `[join ${args.join(' ')}] `);
 }
 
 export async function status(url) {
@@ -103,10 +103,10 @@ export function slices(L, k) {
 }
 
 // Starts k workers with manual slices and waits for one k-stage pipeline.
-export async function startPipeline(parallax, sched, L, k, { extra = [], ns = [], idPrefix = 'w', addr } = {}) {
+export async function startPipeline(parallax, sched, L, k, { extra = [], ns = [], idPrefix = 'w', addr, env = {} } = {}) {
   const workers = slices(L, k).map(([s, e], i) =>
     startWorker(parallax, sched, ['--start-layer', String(s), '--end-layer', String(e), '--node-id', `${idPrefix}${i + 1}`,
-      '-t', '1', ...extra], { ns: ns[i], addr: typeof addr === 'function' ? addr(i) : addr }));
+      '-t', '1', ...extra], { ns: ns[i], addr: typeof addr === 'function' ? addr(i) : addr, env }));
   await waitStatus(sched.url, (s) => s.state === 'available' && s.pipelines.some((p) => p.length === k),
     `a ${k}-stage pipeline`);
   return workers;

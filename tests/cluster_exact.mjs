@@ -88,12 +88,41 @@ async function checkModel(label, model, L, prompts, stagesList, maxTokens) {
     }
     await stopAll(sched, workers, `${label}, ${k} stages`);
   }
+  return ref.answers;
 }
 
 // ---- aidreams-260k: the five reference prompts ----
 const ref = readJson(path.join(o.model, 'reference', 'greedy_32.json')).results;
 const prompts = ref.map((r) => r.prompt);
-await checkModel('aidreams', o.model, 4, prompts, [1, 2, 3, 4], 32);
+const aidAnswers = await checkModel('aidreams', o.model, 4, prompts, [1, 2, 3, 4], 32);
+
+// ---- a hub repo id: the scheduler fetches configs + tokenizer only, workers the weights ----
+{
+  const { startFakeHub } = await import('./fake_hub.mjs');
+  const hub = await startFakeHub({ 'test-org/aidreams': { dir: o.model } });
+  const homeA = path.join(o.work, 'hf-scheduler'), homeB = path.join(o.work, 'hf-workers');
+  fs.rmSync(homeA, { recursive: true, force: true });
+  fs.rmSync(homeB, { recursive: true, force: true });
+  const sched = await startScheduler(o.parallax, 'test-org/aidreams', ['--wire-dtype', 'f32', '--no-beacon'],
+    { stateDir: state, env: { HF_HOME: homeA, HF_ENDPOINT: hub.url } });
+  const workers = await startPipeline(o.parallax, sched, 4, 2, { env: { HF_HOME: homeB, HF_ENDPOINT: hub.url } });
+  const st = await status(sched.url);
+  h.check(st.model === 'test-org/aidreams' && st.model_path === 'test-org/aidreams', 'hub: workers are told the repo id', st.model_path);
+  const files = (home) => { try { return fs.readdirSync(path.join(home, 'hub', 'models--test-org--aidreams', 'blobs')).length; } catch { return 0; } };
+  const snap = (home) => {
+    const d = path.join(home, 'hub', 'models--test-org--aidreams', 'snapshots');
+    return fs.existsSync(d) ? fs.readdirSync(path.join(d, fs.readdirSync(d)[0])) : [];
+  };
+  h.check(!snap(homeA).some((f) => f.endsWith('.safetensors')) && snap(homeA).includes('tokenizer.json'),
+    'hub: the scheduler fetched configs and tokenizer, no weights', snap(homeA));
+  h.check(snap(homeB).includes('model.safetensors') && files(homeB) > files(homeA), 'hub: the workers fetched the weights', snap(homeB));
+  for (let i = 0; i < 2; i++) {
+    const got = await greedy(sched.url, prompts[i], 32);
+    h.check(same(got, aidAnswers[i]), `hub: prompt ${i} = serve`, { got: got.text, want: aidAnswers[i].text });
+  }
+  await stopAll(sched, workers, 'hub');
+  await hub.close?.();
+}
 
 // ---- bf16 on the wire (the default): works, full length ----
 {

@@ -225,7 +225,7 @@ int px_cmd_run(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    px_hub_options ho = {.revision = a.revision, .progress = true};
+    px_hub_options ho = {.revision = a.revision, .progress = true, .skip_weights = true}; /* config + tokenizer */
     char *dir = px_hub_model_dir(a.model, &ho), *name = a.name ? px_strdup(a.name) : default_name(a.model);
     run_state st = {0};
     if (!dir || start_all(&a, dir, name, &st)) {

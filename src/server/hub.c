@@ -310,7 +310,8 @@ static int prepare_dirs(const char *repo_dir, const char *sha) {
     return make_dirs(p);
 }
 
-static char *download_repo(const px_hub_conn *c, const char *repo, const char *repo_dir, const char *rev) {
+static char *download_repo(const px_hub_conn *c, const char *repo, const char *repo_dir, const char *rev,
+                           bool skip_weights) {
     model_info mi = {0};
     int rc = fetch_model_info(c, repo, rev, &mi);
     if (rc == 1) {
@@ -319,7 +320,11 @@ static char *download_repo(const px_hub_conn *c, const char *repo, const char *r
     }
     if (rc == 0) rc = prepare_dirs(repo_dir, mi.sha);
     if (c->progress && rc == 0) px_log_info("hub: %s@%s: %d files into %s", repo, mi.sha, mi.n_files, repo_dir);
-    for (int i = 0; i < mi.n_files && rc == 0; i++) rc = fetch_file(c, repo, repo_dir, mi.sha, mi.files[i]);
+    for (int i = 0; i < mi.n_files && rc == 0; i++) {
+        size_t n = strlen(mi.files[i]);
+        if (skip_weights && n > 12 && !strcmp(mi.files[i] + n - 12, ".safetensors")) continue;
+        rc = fetch_file(c, repo, repo_dir, mi.sha, mi.files[i]);
+    }
     if (rc == 0) rc = write_ref(repo_dir, rev, mi.sha);
     char *dir = NULL;
     if (rc == 0) {
@@ -354,7 +359,7 @@ char *px_hub_model_dir(const char *model, const px_hub_options *opt) {
     px_hub_conn c = {trimmed_endpoint(opt), token && *token ? px_strdup(token) : NULL, opt && opt->progress};
     char *cache = px_hub_cache_dir(opt), *repo_dir = repo_cache_dir(cache, model), *dir;
     if ((opt && opt->offline) || env_true("HF_HUB_OFFLINE")) dir = cached_snapshot(repo_dir, model, rev);
-    else dir = download_repo(&c, model, repo_dir, rev);
+    else dir = download_repo(&c, model, repo_dir, rev, opt && opt->skip_weights);
     free(cache);
     free(repo_dir);
     free(c.endpoint);

@@ -33,6 +33,7 @@ typedef struct {
     const char *revision;  /* NULL: "main" (a branch, tag or 40-hex commit) */
     bool progress;         /* progress on stderr (a bar on a terminal, lines otherwise) */
     bool offline;          /* only the cache (also when $HF_HUB_OFFLINE=1) */
+    bool skip_weights;     /* configs and tokenizer only, no *.safetensors (a cluster scheduler) */
 } px_hub_options;
 
 /* "org/name" (or "name") made of [A-Za-z0-9._-], no "..", not an existing path. */
