@@ -106,9 +106,11 @@ export function slices(L, k) {
 export async function startPipeline(parallax, sched, L, k, { extra = [], ns = [], idPrefix = 'w', addr, env = {} } = {}) {
   const workers = slices(L, k).map(([s, e], i) =>
     startWorker(parallax, sched, ['--start-layer', String(s), '--end-layer', String(e), '--node-id', `${idPrefix}${i + 1}`,
-      '-t', '1', ...extra], { ns: ns[i], addr: typeof addr === 'function' ? addr(i) : addr, env }));
-  await waitStatus(sched.url, (s) => s.state === 'available' && s.pipelines.some((p) => p.length === k),
-    `a ${k}-stage pipeline`);
+      '-t', '1', ...extra], { ns: ns[i], addr: typeof addr === 'function' ? addr(i) : addr, env: typeof env === 'function' ? env(i) : env }));
+  const died = Promise.race(workers.map((w) => w.exited.then((r) => { throw new Error(`a worker exited (${JSON.stringify(r)}):\n${w.out}`); })));
+  await Promise.race([died, waitStatus(sched.url, (s) => s.state === 'available' && s.pipelines.some((p) => p.length === k),
+    `a ${k}-stage pipeline`)]);
+  died.catch(() => {}); /* later exits (SIGTERM at the end) are not errors */
   return workers;
 }
 

@@ -100,12 +100,12 @@ const aidAnswers = await checkModel('aidreams', o.model, 4, prompts, [1, 2, 3, 4
 {
   const { startFakeHub } = await import('./fake_hub.mjs');
   const hub = await startFakeHub({ 'test-org/aidreams': { dir: o.model } });
-  const homeA = path.join(o.work, 'hf-scheduler'), homeB = path.join(o.work, 'hf-workers');
-  fs.rmSync(homeA, { recursive: true, force: true });
-  fs.rmSync(homeB, { recursive: true, force: true });
+  // one cache per process, as on separate machines (px_hub does not lock a cache between processes)
+  const homeA = path.join(o.work, 'hf-scheduler'), homeB = path.join(o.work, 'hf-worker1'), homeC = path.join(o.work, 'hf-worker2');
+  for (const d of [homeA, homeB, homeC]) fs.rmSync(d, { recursive: true, force: true });
   const sched = await startScheduler(o.parallax, 'test-org/aidreams', ['--wire-dtype', 'f32', '--no-beacon'],
     { stateDir: state, env: { HF_HOME: homeA, HF_ENDPOINT: hub.url } });
-  const workers = await startPipeline(o.parallax, sched, 4, 2, { env: { HF_HOME: homeB, HF_ENDPOINT: hub.url } });
+  const workers = await startPipeline(o.parallax, sched, 4, 2, { env: (i) => ({ HF_HOME: i ? homeC : homeB, HF_ENDPOINT: hub.url }) });
   const st = await status(sched.url);
   h.check(st.model === 'test-org/aidreams' && st.model_path === 'test-org/aidreams', 'hub: workers are told the repo id', st.model_path);
   const files = (home) => { try { return fs.readdirSync(path.join(home, 'hub', 'models--test-org--aidreams', 'blobs')).length; } catch { return 0; } };
