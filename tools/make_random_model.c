@@ -34,6 +34,14 @@
  *     per-frequency divisors (1, factor, or the smooth blend in between).
  *   - The vocabulary is "no_vocab" with <arch>.vocab_size: llama.cpp then
  *     creates vocab_size dummy tokens; the oracle feeds token ids directly.
+ *     llama-server needs a real one (it detokenizes every token):
+ *     --gguf-tokenizer DIR writes the byte-level BPE vocabulary of
+ *     DIR/tokenizer.json as llama.cpp's "gpt2" model (tokens by id, padded
+ *     to vocab_size with "[PADn]" unused tokens; added tokens are control
+ *     tokens when "special", else user-defined; merges as "a b" strings;
+ *     special ids and chat template from DIR/tokenizer_config.json).
+ *   - --gguf-dtype f16 stores 2-D weights as F16 (1-D norms stay F32), the
+ *     value rounded from the HF value: identical to it with --hf-dtype f16.
  */
 #include "px_base.h"
 #include "tensor.h"
@@ -333,7 +341,7 @@ static void out_zeros(out_file *o, size_t n) {
 }
 
 /* ---- GGUF ---- */
-enum { GGUF_U32 = 4, GGUF_F32 = 6, GGUF_STRING = 8 };
+enum { GGUF_I32 = 5, GGUF_U32 = 4, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9 };
 #define GGUF_ALIGN 32
 
 static void gguf_str(out_file *o, const char *s) {
@@ -365,16 +373,171 @@ static void gguf_kv_str(out_file *o, const char *k, const char *v) {
     gguf_str(o, v);
 }
 
+static void gguf_kv_bool(out_file *o, const char *k, bool v) {
+    uint32_t t = GGUF_BOOL;
+    uint8_t b = v;
+    gguf_n_kv++;
+    gguf_str(o, k);
+    out_write(o, &t, 4);
+    out_write(o, &b, 1);
+}
+static void gguf_kv_arr_head(out_file *o, const char *k, uint32_t elem_type, uint64_t n) {
+    uint32_t t = GGUF_ARRAY;
+    gguf_n_kv++;
+    gguf_str(o, k);
+    out_write(o, &t, 4);
+    out_write(o, &elem_type, 4);
+    out_write(o, &n, 8);
+}
+
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+/* ---- GGUF vocabulary (--gguf-tokenizer) ---- */
+enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5 }; /* llama_token_type */
+
+typedef struct {
+    char **tokens;  /* [vocab], by id */
+    int32_t *types; /* [vocab] */
+    char **merges;
+    int n_merges;
+    char *chat_template; /* NULL when tokenizer_config.json has none */
+    int bos, eos, pad;   /* -1: not set */
+    bool add_bos;
+} gguf_vocab;
+
+static cJSON *read_json(const char *path) {
+    size_t n = 0;
+    char *text = px_read_file(path, &n);
+    if (!text) die("cannot read %s", path);
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    free(text);
+    if (!j) die("%s is not valid JSON", path);
+    return j;
+}
+
+static int vocab_id_of(const gguf_vocab *v, int n_vocab, const cJSON *tok) {
+    const char *name = cJSON_IsString(tok) ? tok->valuestring : NULL;
+    if (cJSON_IsObject(tok)) { /* {"content": "<|im_end|>", ...} */
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(tok, "content");
+        name = cJSON_IsString(c) ? c->valuestring : NULL;
+    }
+    for (int i = 0; name && i < n_vocab; i++)
+        if (v->tokens[i] && !strcmp(v->tokens[i], name)) return i;
+    return -1;
+}
+
+/* Reads DIR/tokenizer.json (byte-level BPE only) and DIR/tokenizer_config.json. */
+static void vocab_load(gguf_vocab *v, const char *dir, const shape_t *s) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    cJSON *tj = read_json(path);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") || !cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
+        die("%s: only byte-level BPE tokenizers (model.type BPE with vocab and merges) can go into the GGUF", path);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")))
+        die("%s: a byte-fallback (SentencePiece-style) BPE is not supported by --gguf-tokenizer", path);
+    memset(v, 0, sizeof(*v));
+    v->tokens = px_calloc((size_t)s->vocab, sizeof(char *));
+    v->types = px_calloc((size_t)s->vocab, sizeof(int32_t));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= s->vocab)
+            die("%s: token '%s' has id outside the model's vocabulary of %d", path, e->string, s->vocab);
+        int id = (int)e->valuedouble;
+        free(v->tokens[id]);
+        v->tokens[id] = px_strdup(e->string);
+        v->types[id] = TOK_NORMAL;
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(tj, "added_tokens")) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id"), *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsNumber(id) || !cJSON_IsString(c) || id->valuedouble < 0 || id->valuedouble >= s->vocab)
+            die("%s: an added token has no id/content or an id outside the vocabulary", path);
+        int i = (int)id->valuedouble;
+        free(v->tokens[i]);
+        v->tokens[i] = px_strdup(c->valuestring);
+        v->types[i] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? TOK_CONTROL : TOK_USER_DEFINED;
+    }
+    for (int i = 0; i < s->vocab; i++)
+        if (!v->tokens[i]) {
+            char pad[32];
+            snprintf(pad, sizeof(pad), "[PAD%d]", i);
+            v->tokens[i] = px_strdup(pad);
+            v->types[i] = TOK_UNUSED;
+        }
+    v->merges = px_calloc((size_t)cJSON_GetArraySize(merges) + 1, sizeof(char *));
+    cJSON_ArrayForEach(e, merges) {
+        const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+        if (cJSON_IsString(e)) v->merges[v->n_merges++] = px_strdup(e->valuestring); /* "a b" */
+        else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(a) && cJSON_IsString(b)) {
+            size_t n = strlen(a->valuestring) + strlen(b->valuestring) + 2; /* ["a", "b"] */
+            char *m = px_malloc(n);
+            snprintf(m, n, "%s %s", a->valuestring, b->valuestring);
+            v->merges[v->n_merges++] = m;
+        } else die("%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, v->n_merges);
+    }
+    cJSON_Delete(tj);
+
+    v->bos = s->bos, v->eos = s->eos, v->pad = -1;
+    snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        fclose(f);
+        cJSON *cfg = read_json(path);
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+        if (cJSON_IsString(ct)) v->chat_template = px_strdup(ct->valuestring);
+        v->add_bos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token"));
+        int id;
+        if ((id = vocab_id_of(v, s->vocab, cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"))) >= 0) v->bos = id;
+        if ((id = vocab_id_of(v, s->vocab, cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"))) >= 0) v->eos = id;
+        if ((id = vocab_id_of(v, s->vocab, cJSON_GetObjectItemCaseSensitive(cfg, "pad_token"))) >= 0) v->pad = id;
+        cJSON_Delete(cfg);
+    }
+}
+
+static void vocab_free(gguf_vocab *v, int n_vocab) {
+    for (int i = 0; v->tokens && i < n_vocab; i++) free(v->tokens[i]);
+    for (int i = 0; i < v->n_merges; i++) free(v->merges[i]);
+    free(v->tokens);
+    free(v->types);
+    free(v->merges);
+    free(v->chat_template);
+}
+
+static void gguf_write_vocab(out_file *o, const gguf_vocab *v, const shape_t *s) {
+    gguf_kv_str(o, "tokenizer.ggml.model", "gpt2");
+    /* the pre-tokenizer regex llama.cpp applies: Qwen2/3's, or Llama-3's */
+    gguf_kv_str(o, "tokenizer.ggml.pre", s->arch == ARCH_QWEN2 || s->arch == ARCH_QWEN3 ? "qwen2" : "llama-bpe");
+    gguf_kv_arr_head(o, "tokenizer.ggml.tokens", GGUF_STRING, (uint64_t)s->vocab);
+    for (int i = 0; i < s->vocab; i++) gguf_str(o, v->tokens[i]);
+    gguf_kv_arr_head(o, "tokenizer.ggml.token_type", GGUF_I32, (uint64_t)s->vocab);
+    out_write(o, v->types, (size_t)s->vocab * sizeof(int32_t));
+    gguf_kv_arr_head(o, "tokenizer.ggml.merges", GGUF_STRING, (uint64_t)v->n_merges);
+    for (int i = 0; i < v->n_merges; i++) gguf_str(o, v->merges[i]);
+    if (v->bos >= 0) gguf_kv_u32(o, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+    if (v->eos >= 0) gguf_kv_u32(o, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
+    if (v->pad >= 0) gguf_kv_u32(o, "tokenizer.ggml.padding_token_id", (uint32_t)v->pad);
+    gguf_kv_bool(o, "tokenizer.ggml.add_bos_token", v->add_bos);
+    if (v->chat_template) gguf_kv_str(o, "tokenizer.chat_template", v->chat_template);
+}
+
+/* GGUF element size of a tensor: F16 for matrices when asked, else F32. */
+static bool gguf_is_f16(const tensor_t *t, bool f16) { return f16 && t->cols > 0; }
+static uint64_t gguf_bytes(const tensor_t *t, bool f16) {
+    return (uint64_t)tensor_numel(t) * (gguf_is_f16(t, f16) ? 2 : 4);
+}
+
 /* Writes the GGUF header, metadata and tensor infos; assigns gguf_offset. */
-static void gguf_write_header(out_file *o, const shape_t *s, tensor_list *l, const char *shape_name) {
+static void gguf_write_header(out_file *o, const shape_t *s, tensor_list *l, const char *shape_name,
+                              const gguf_vocab *vocab, bool f16) {
     char k[128];
     const char *a = arch_gguf_name(s->arch);
     uint64_t off = 0;
     for (int i = 0; i < l->n; i++) {
         l->v[i].gguf_offset = off;
-        off = align_up(off + (uint64_t)tensor_numel(&l->v[i]) * 4, GGUF_ALIGN);
+        off = align_up(off + gguf_bytes(&l->v[i], f16), GGUF_ALIGN);
     }
     uint32_t version = 3;
     uint64_t n_tensors = (uint64_t)l->n, n_kv = 0;
@@ -388,7 +551,7 @@ static void gguf_write_header(out_file *o, const shape_t *s, tensor_list *l, con
     gguf_kv_str(o, "general.architecture", a);
     gguf_kv_str(o, "general.name", name);
     gguf_kv_u32(o, "general.alignment", GGUF_ALIGN);
-    gguf_kv_u32(o, "general.file_type", 0); /* all F32 */
+    gguf_kv_u32(o, "general.file_type", f16 ? 1 : 0); /* all F32, or mostly F16 */
 #define KU(suf, v) (snprintf(k, sizeof(k), "%s." suf, a), gguf_kv_u32(o, k, (uint32_t)(v)))
 #define KF(suf, v) (snprintf(k, sizeof(k), "%s." suf, a), gguf_kv_f32(o, k, (float)(v)))
     KU("vocab_size", s->vocab);
@@ -405,14 +568,15 @@ static void gguf_write_header(out_file *o, const shape_t *s, tensor_list *l, con
     KF("attention.layer_norm_rms_epsilon", s->eps);
 #undef KU
 #undef KF
-    gguf_kv_str(o, "tokenizer.ggml.model", "no_vocab");
+    if (vocab) gguf_write_vocab(o, vocab, s);
+    else gguf_kv_str(o, "tokenizer.ggml.model", "no_vocab");
     if (fflush(o->f) != 0 || fseek(o->f, 16, SEEK_SET) != 0) die("seek in %s failed", o->path);
     out_write(o, &gguf_n_kv, 8);
     if (fseek(o->f, 0, SEEK_END) != 0) die("seek in %s failed", o->path);
     for (int i = 0; i < l->n; i++) {
         const tensor_t *t = &l->v[i];
         gguf_str(o, t->gguf_name);
-        uint32_t n_dims = t->cols ? 2 : 1, type = 0; /* GGML_TYPE_F32 */
+        uint32_t n_dims = t->cols ? 2 : 1, type = gguf_is_f16(t, f16) ? 1 : 0; /* GGML_TYPE_F16 : _F32 */
         out_write(o, &n_dims, 4);
         uint64_t ne[2] = {t->cols ? (uint64_t)t->cols : (uint64_t)t->rows, (uint64_t)t->rows};
         out_write(o, ne, 8 * n_dims);
@@ -551,6 +715,9 @@ static void usage(FILE *f) {
           "  --hf-dtype D         bf16 (default) | f16 | f32\n"
           "  --shards N           split the safetensors into N files + model.safetensors.index.json\n"
           "  --gguf-out FILE      write a GGUF (all F32) for llama.cpp\n"
+          "  --gguf-dtype D       f32 (default) | f16 (matrices F16, norms F32)\n"
+          "  --gguf-tokenizer DIR put DIR/tokenizer.json (byte-level BPE) into the GGUF as its\n"
+          "                       vocabulary (default: no vocabulary; llama-server needs one)\n"
           "  --seed S             PRNG seed (default 1234)\n"
           "  --std F              std of matrices/biases (default 0.02; tiny shapes 0.2)\n"
           "  --norm-std F         norm weights are 1 + N(0, F^2) (default 0.1; 0 gives exactly 1)\n"
@@ -576,7 +743,8 @@ static double parse_double(const char *flag, const char *v) {
 int main(int argc, char **argv) {
     shape_t s;
     bool have_shape = false;
-    const char *shape_name = NULL, *hf_out = NULL, *gguf_out = NULL;
+    const char *shape_name = NULL, *hf_out = NULL, *gguf_out = NULL, *gguf_tokenizer = NULL;
+    bool gguf_f16 = false;
     px_dtype hf_dtype = PX_DTYPE_BF16;
     int n_shards = 1;
     uint64_t seed = 1234;
@@ -638,6 +806,11 @@ int main(int argc, char **argv) {
             s.llama3_scaling = true;
         } else if (!strcmp(f, "--hf-out")) hf_out = v;
         else if (!strcmp(f, "--gguf-out")) gguf_out = v;
+        else if (!strcmp(f, "--gguf-tokenizer")) gguf_tokenizer = v;
+        else if (!strcmp(f, "--gguf-dtype")) {
+            if (strcmp(v, "f32") && strcmp(v, "f16")) die("--gguf-dtype: '%s' is not f32 or f16", v);
+            gguf_f16 = !strcmp(v, "f16");
+        }
         else if (!strcmp(f, "--hf-dtype")) {
             int d = px_dtype_parse(v);
             if (d < 0) die("--hf-dtype: unknown dtype '%s' (bf16, f16, f32)", v);
@@ -696,15 +869,15 @@ int main(int argc, char **argv) {
         if (shard != n_shards - 1) die("could not split into %d shards", n_shards);
     }
     uint64_t gguf_total = 0;
-    for (int i = 0; i < tl.n; i++) gguf_total += (uint64_t)tensor_numel(&tl.v[i]) * 4;
+    for (int i = 0; i < tl.n; i++) gguf_total += gguf_bytes(&tl.v[i], gguf_f16);
 
     progress_t prog = {.t0 = px_time_now(), .quiet = quiet, .last_pct = -10};
     prog.last = prog.t0;
     prog.total = (hf_out ? hf_total : 0) + (gguf_out ? gguf_total : 0);
     if (!quiet)
-        fprintf(stderr, "make_random_model: %s (%s), %d tensors, seed %llu: HF %s %.2f GB%s%s, GGUF F32 %.2f GB%s%s\n",
+        fprintf(stderr, "make_random_model: %s (%s), %d tensors, seed %llu: HF %s %.2f GB%s%s, GGUF %s %.2f GB%s%s\n",
                 shape_name, arch_hf_name(s.arch), tl.n, (unsigned long long)seed, px_dtype_name(hf_dtype),
-                (double)hf_total / 1e9, hf_out ? " -> " : " (skipped)", hf_out ? hf_out : "",
+                (double)hf_total / 1e9, hf_out ? " -> " : " (skipped)", hf_out ? hf_out : "", gguf_f16 ? "F16" : "F32",
                 (double)gguf_total / 1e9, gguf_out ? " -> " : " (skipped)", gguf_out ? gguf_out : "");
 
     out_file gg = {0}, st = {0};
@@ -712,7 +885,10 @@ int main(int argc, char **argv) {
     if (gguf_out) {
         snprintf(gguf_tmp, sizeof(gguf_tmp), "%s.tmp", gguf_out);
         out_open(&gg, gguf_tmp);
-        gguf_write_header(&gg, &s, &tl, shape_name);
+        gguf_vocab vocab;
+        if (gguf_tokenizer) vocab_load(&vocab, gguf_tokenizer, &s);
+        gguf_write_header(&gg, &s, &tl, shape_name, gguf_tokenizer ? &vocab : NULL, gguf_f16);
+        if (gguf_tokenizer) vocab_free(&vocab, s.vocab);
     }
     if (hf_out) {
         if (mkdir(hf_out, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", hf_out, strerror(errno));
@@ -736,7 +912,7 @@ int main(int argc, char **argv) {
     int cur_shard = -1;
     int64_t chunk_cap = 0;
     float *vals = NULL, *perm = NULL;
-    void *hfbuf = NULL;
+    void *hfbuf = NULL, *hfbuf2 = NULL;
     for (int i = 0; i < tl.n; i++) {
         tensor_t *t = &tl.v[i];
         if (hf_out && t->hf_name[0] && t->shard != cur_shard) {
@@ -757,6 +933,7 @@ int main(int argc, char **argv) {
             vals = px_realloc(vals, (size_t)chunk_cap * sizeof(float));
             perm = px_realloc(perm, (size_t)chunk_cap * sizeof(float));
             hfbuf = px_realloc(hfbuf, (size_t)chunk_cap * 4);
+            hfbuf2 = px_realloc(hfbuf2, (size_t)chunk_cap * 2);
         }
         px_rng rng;
         rng_seed(&rng, seed, t->hf_name[0] ? t->hf_name : t->gguf_name);
@@ -798,12 +975,19 @@ int main(int argc, char **argv) {
                                        (size_t)cols * sizeof(float));
                     src = perm;
                 }
-                out_write(&gg, src, (size_t)n * sizeof(float));
-                progress_add(&prog, (uint64_t)n * sizeof(float));
+                if (gguf_is_f16(t, gguf_f16)) {
+                    uint16_t *h = hfbuf2;
+                    for (int64_t j = 0; j < n; j++) h[j] = px_f32_to_f16(src[j]);
+                    out_write(&gg, h, (size_t)n * 2);
+                    progress_add(&prog, (uint64_t)n * 2);
+                } else {
+                    out_write(&gg, src, (size_t)n * sizeof(float));
+                    progress_add(&prog, (uint64_t)n * sizeof(float));
+                }
             }
         }
         if (gguf_out) {
-            uint64_t sz = (uint64_t)tensor_numel(t) * 4;
+            uint64_t sz = gguf_bytes(t, gguf_f16);
             out_zeros(&gg, align_up(sz, GGUF_ALIGN) - sz);
         }
     }
@@ -815,6 +999,7 @@ int main(int argc, char **argv) {
     free(vals);
     free(perm);
     free(hfbuf);
+    free(hfbuf2);
     free(tl.v);
     if (!quiet) fprintf(stderr, "make_random_model: done in %.1f s\n", px_time_now() - prog.t0);
     return 0;
