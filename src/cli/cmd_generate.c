@@ -33,7 +33,7 @@ static void print_help(void) {
            "  -n, --n-predict N    tokens to generate (default 32)\n"
            "      --temp T         sampling temperature; 0 = greedy (default 0.8)\n"
            "      --seed S         random seed (default: from the clock)\n"
-           "      --dtype D        weight dtype: f32, f16, bf16 (default: as stored)\n"
+           "      --dtype D        weight dtype: f32, f16, bf16, q8_0, q4_0 (default: as stored)\n"
            "  -t, --threads N      threads (default: all CPUs)\n"
            "      --ignore-eos     keep generating after an end-of-sequence token\n"
            "      --print-ids      also print a last line with the generated ids\n"
@@ -58,7 +58,7 @@ static int parse_args(int argc, char **argv, generate_args *a) {
         else if (!strcmp(f, "--seed")) { if (!px_flag_int(f, v, 0, INT32_MAX, &a->seed)) return 2; }
         else if (!strcmp(f, "--temp")) { if (!px_flag_float(f, v, 0, 100, &d)) return 2; a->temp = d; }
         else if (!strcmp(f, "--dtype")) {
-            if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16)", v);
+            if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16, q8_0, q4_0)", v);
         } else return px_usage_error("generate: unknown flag '%s' (see parallax generate --help)", f);
     }
     if (!a->model_dir) return px_usage_error("generate: -m MODEL_DIR is required");

@@ -4,7 +4,9 @@
  * check its shape against config.json, and map it. A weight whose stored
  * dtype is the one asked for (and is suitably aligned) is used straight from
  * the mapping; otherwise it is converted into an owned buffer and the mapping
- * is dropped. 1-D tensors (norms, biases) are always held as f32.
+ * is dropped ("quantize on load": --dtype q8_0/q4_0 packs any f32/f16/bf16
+ * checkpoint into the quantized layout here). 1-D tensors (norms, biases)
+ * are always held as f32.
  */
 #include "model_internal.h"
 #include <math.h>
@@ -57,19 +59,21 @@ static const px_st_tensor *find_checked(loader *ld, const char *name, int n_dims
     return t;
 }
 
-/* Maps tensor t and returns its data as `want` dtype (mapped or converted). */
-static const void *data_as(loader *ld, const px_st_tensor *t, px_dtype want) {
+/* Maps tensor t ([rows, cols]; cols = 1 for a vector) and returns its data as
+ * `want` dtype: the mapping itself when it already is, else a converted copy
+ * (quantized types are packed into their group layout here). */
+static const void *data_as(loader *ld, const px_st_tensor *t, px_dtype want, int64_t rows, int64_t cols) {
     px_st_mapping map;
     if (px_st_map(ld->st, t, &map)) return NULL;
-    size_t n = t->nbytes / px_dtype_size((px_dtype)t->dtype);
-    ld->m->weight_bytes += n * px_dtype_size(want);
-    bool aligned = ((uintptr_t)map.data % px_dtype_size(want)) == 0;
+    size_t bytes = px_weight_bytes(want, rows, cols);
+    ld->m->weight_bytes += bytes;
+    bool aligned = !px_dtype_is_quantized(want) && ((uintptr_t)map.data % px_dtype_size(want)) == 0;
     if ((px_dtype)t->dtype == want && aligned) {
         keep_mapping(ld->m, map);
         return map.data;
     }
-    void *copy = keep_owned(ld->m, n * px_dtype_size(want));
-    px_convert(copy, want, map.data, (px_dtype)t->dtype, n);
+    void *copy = keep_owned(ld->m, bytes);
+    px_weight_pack(copy, want, map.data, (px_dtype)t->dtype, rows, cols);
     px_st_unmap(&map);
     return copy;
 }
@@ -78,7 +82,7 @@ static int load_weight(loader *ld, px_weight *w, const char *name, int64_t rows,
     const px_st_tensor *t = find_checked(ld, name, 2, rows, cols);
     if (!t) return -1;
     px_dtype want = ld->dtype < 0 ? (px_dtype)t->dtype : (px_dtype)ld->dtype;
-    w->data = data_as(ld, t, want);
+    w->data = data_as(ld, t, want, rows, cols);
     w->dtype = want;
     w->rows = rows;
     w->cols = cols;
@@ -88,7 +92,7 @@ static int load_weight(loader *ld, px_weight *w, const char *name, int64_t rows,
 static int load_vector(loader *ld, const float **out, const char *name, int64_t n) {
     const px_st_tensor *t = find_checked(ld, name, 1, n, 0);
     if (!t) return -1;
-    *out = data_as(ld, t, PX_DTYPE_F32);
+    *out = data_as(ld, t, PX_DTYPE_F32, n, 1);
     return *out ? 0 : -1;
 }
 

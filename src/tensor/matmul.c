@@ -1,34 +1,40 @@
-/* matmul.c - y = x · wᵀ for f32 activations and f32/f16/bf16 weights.
+/* matmul.c - y = x · wᵀ for f32 activations and weights of every dtype.
  *
  * The shape of every linear layer in a transformer: x [M, K] (M tokens),
  * w [N, K] (one row per output feature), y [M, N]. Work is split over output
- * rows N across the pool. Each thread walks its rows in blocks sized to stay
- * in L2; f16/bf16 rows are widened to f32 once per block and reused for all M
- * tokens. The inner kernel computes a 2×4 tile of dot products with AVX2+FMA
- * when the CPU has it (chosen at run time), otherwise portable C.
+ * rows in units of 8 (a quantized group) across the pool; px_matmul_multi
+ * concatenates the units of several weights (q, k, v) so one pool run
+ * covers them all, and px_matmul_swiglu computes gate and up for the same
+ * units side by side and writes silu(gate) * up.
  *
- * Every dot product is summed in the same order whichever path or tile
- * computes it (8 lanes over k, a fixed lane reduction, then the tail), so the
- * result does not depend on thread count or on where a row falls in a tile.
+ * Quantized weights (q8_0, q4_0): x is first quantized to 8 bits (once, in
+ * parallel over tokens when there are many), then each thread walks its
+ * groups; for each group it runs the tile kernel of matmul_q.c over tiles of
+ * T tokens, so the group's codes stay in L1 while all tokens pass by.
+ *
+ * Float weights: each thread walks its rows in blocks sized to stay in L2;
+ * f16/bf16 rows are widened to f32 once per block and reused for all M
+ * tokens. The inner kernel computes a 2×4 tile of dot products with AVX2+FMA
+ * when the CPU has it (chosen at run time), otherwise portable C. Every dot
+ * product is summed in the same order whichever path or tile computes it (8
+ * lanes over k, a fixed lane reduction, then the tail), so the result does
+ * not depend on thread count or on where a row falls in a tile.
  */
-#include "tensor.h"
+#include "tensor_internal.h"
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define PX_HAVE_X86 1
-#endif
 
 typedef struct {
     float *y;
     const float *x;
     int64_t M, N, K;
     const px_weight *w;
-    const float *bias;
     bool use_avx2;
 } matmul_job;
+
+static inline const float *x_row(const matmul_job *job, int64_t m) { return job->x + m * job->K; }
 
 /* ---- portable path ---- */
 
@@ -102,24 +108,12 @@ __attribute__((target("avx2,fma"))) static void tile1x4_avx2(const float *x0, co
 }
 #endif
 
-static bool cpu_has_avx2_fma(void) {
-#ifdef PX_HAVE_X86
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("PX_NO_AVX2");
-    }
-    return cached;
-#else
-    return false;
-#endif
-}
 
-/* Computes y[:, n0:n0+nr) for all M rows, with the nr weight rows given as f32 pointers. */
+/* Computes y[:, n0:n0+nr) for all M rows, with the nr weight rows given as f32
+ * pointers; y has row stride N (job->N, or the width of a scratch buffer). */
 static void compute_block(const matmul_job *job, const float *const *wrows, int64_t n0, int64_t nr) {
     const int64_t K = job->K, M = job->M, N = job->N;
     float *y = job->y;
-    const float *x = job->x;
     int64_t j = 0;
 #ifdef PX_HAVE_X86
     if (job->use_avx2) {
@@ -127,82 +121,240 @@ static void compute_block(const matmul_job *job, const float *const *wrows, int6
             int64_t m = 0;
             for (; m + 2 <= M; m += 2) {
                 float out[2][4];
-                tile2x4_avx2(x + m * K, x + (m + 1) * K, wrows + j, K, out);
+                tile2x4_avx2(x_row(job, m), x_row(job, m + 1), wrows + j, K, out);
                 memcpy(y + m * N + n0 + j, out[0], sizeof out[0]);
                 memcpy(y + (m + 1) * N + n0 + j, out[1], sizeof out[1]);
             }
             if (m < M) {
                 float out[4];
-                tile1x4_avx2(x + m * K, wrows + j, K, out);
+                tile1x4_avx2(x_row(job, m), wrows + j, K, out);
                 memcpy(y + m * N + n0 + j, out, sizeof out);
             }
         }
         for (; j < nr; j++)
-            for (int64_t m = 0; m < M; m++) y[m * N + n0 + j] = dot_avx2(x + m * K, wrows[j], K);
+            for (int64_t m = 0; m < M; m++) y[m * N + n0 + j] = dot_avx2(x_row(job, m), wrows[j], K);
         return;
     }
 #endif
     for (; j < nr; j++)
-        for (int64_t m = 0; m < M; m++) y[m * N + n0 + j] = dot_portable(x + m * K, wrows[j], K);
+        for (int64_t m = 0; m < M; m++) y[m * N + n0 + j] = dot_portable(x_row(job, m), wrows[j], K);
 }
 
-/* Per-thread buffer for f16/bf16 rows widened to f32; freed when the thread exits. */
-static _Thread_local float *widen_buf;
-static _Thread_local size_t widen_cap;
-static pthread_key_t widen_key;
-static pthread_once_t widen_key_once = PTHREAD_ONCE_INIT;
+/* ---- per-thread scratch, freed when the thread exits ---- */
 
-static void create_widen_key(void) { pthread_key_create(&widen_key, free); }
+enum { TLS_WIDEN, TLS_UP, TLS_COUNT };
+static _Thread_local float *tls_buf[TLS_COUNT];
+static _Thread_local size_t tls_cap[TLS_COUNT];
+static pthread_key_t tls_key[TLS_COUNT];
+static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
 
-static float *widen_buffer(size_t floats) {
-    if (widen_cap < floats) {
-        pthread_once(&widen_key_once, create_widen_key);
-        free(widen_buf);
-        widen_cap = floats;
-        widen_buf = px_malloc(widen_cap * sizeof(float));
-        pthread_setspecific(widen_key, widen_buf);
+static void create_tls_keys(void) {
+    for (int i = 0; i < TLS_COUNT; i++) pthread_key_create(&tls_key[i], px_aligned_free);
+}
+
+static float *tls_buffer(int which, size_t floats) {
+    if (tls_cap[which] < floats) {
+        pthread_once(&tls_key_once, create_tls_keys);
+        px_aligned_free(tls_buf[which]);
+        tls_cap[which] = floats;
+        tls_buf[which] = px_aligned_alloc(floats * sizeof(float));
+        pthread_setspecific(tls_key[which], tls_buf[which]);
     }
-    return widen_buf;
+    return tls_buf[which];
 }
 
-static void matmul_rows(void *arg, int64_t start, int64_t end, int thread) {
-    (void)thread;
-    const matmul_job *job = arg;
-    const px_weight *w = job->w;
-    const int64_t K = job->K;
+/* ---- the job: one or more weights over the same x, split in units of 8 rows ---- */
+
+#define MAX_SEGMENTS 4
+
+typedef struct {
+    float *y;
+    const px_weight *w, *up; /* up: swiglu's second weight, else NULL */
+    const float *bias;
+    int64_t first_unit, units;
+} segment;
+
+typedef struct {
+    const float *x;
+    int64_t M, K;
+    segment seg[MAX_SEGMENTS];
+    int n_seg;
+    px_qact act;       /* x quantized, when a weight is */
+    const px_qkernels *qk;
+    bool use_avx2;
+} mm_job;
+
+static inline float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+/* rows [r0, r1) of a float weight: blocks of rows widened once, then every token */
+static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
+    const px_weight *w = s->w;
+    const int64_t K = job->K, M = job->M, N = w->rows;
     /* rows per block: about 128 KiB of f32 weights, at least 4 */
     int64_t block = PX_MAX((int64_t)4, (int64_t)(128 * 1024 / (K * 4)) & ~(int64_t)3);
-    const float *rows[256];
     if (block > 256) block = 256;
-    float *widened = w->dtype == PX_DTYPE_F32 ? NULL : widen_buffer((size_t)(block * K));
-    for (int64_t n0 = start; n0 < end; n0 += block) {
-        int64_t nr = PX_MIN(block, end - n0);
-        for (int64_t j = 0; j < nr; j++) {
-            if (w->dtype == PX_DTYPE_F32) {
-                rows[j] = (const float *)w->data + (n0 + j) * K;
-            } else {
-                px_row_to_f32(widened + j * K, w->data, w->dtype, n0 + j, K);
-                rows[j] = widened + j * K;
+    const float *rows[256];
+    float *widened = w->dtype == PX_DTYPE_F32 && (!s->up || s->up->dtype == PX_DTYPE_F32)
+                         ? NULL : tls_buffer(TLS_WIDEN, (size_t)(block * K));
+    float *upbuf = s->up ? tls_buffer(TLS_UP, (size_t)(block * M)) : NULL;
+    for (int64_t n0 = r0; n0 < r1; n0 += block) {
+        int64_t nr = PX_MIN(block, r1 - n0);
+        for (int pass = 0; pass < (s->up ? 2 : 1); pass++) {
+            const px_weight *pw = pass ? s->up : w;
+            for (int64_t j = 0; j < nr; j++) {
+                if (pw->dtype == PX_DTYPE_F32) {
+                    rows[j] = (const float *)pw->data + (n0 + j) * K;
+                } else {
+                    px_row_to_f32(widened + j * K, pw->data, pw->dtype, n0 + j, K);
+                    rows[j] = widened + j * K;
+                }
+            }
+            /* pass 0 writes y[:, n0..); pass 1 (up) writes upbuf[M][nr] */
+            matmul_job mj = {.y = pass ? upbuf : s->y, .x = job->x, .M = M, .N = pass ? nr : N, .K = K,
+                             .w = pw, .use_avx2 = job->use_avx2};
+            compute_block(&mj, rows, pass ? 0 : n0, nr);
+        }
+        if (s->up)
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t j = 0; j < nr; j++) s->y[m * N + n0 + j] = silu_mul(s->y[m * N + n0 + j], upbuf[m * nr + j]);
+        if (s->bias)
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t j = 0; j < nr; j++) s->y[m * N + n0 + j] += s->bias[n0 + j];
+    }
+}
+
+/* groups [g0, g1) of a quantized weight: each group against every token tile */
+static void quant_groups(const mm_job *job, const segment *s, int64_t g0, int64_t g1) {
+    const px_weight *w = s->w;
+    const int64_t M = job->M, N = w->rows, nb = job->act.nb;
+    const size_t gb = px_q_group_bytes(w->dtype, nb);
+    const px_qtile_fn fn = w->dtype == PX_DTYPE_Q8_0 ? job->qk->q8_0 : job->qk->q4_0;
+    const px_qtile_fn up_fn = s->up ? (s->up->dtype == PX_DTYPE_Q8_0 ? job->qk->q8_0 : job->qk->q4_0) : NULL;
+    const int max_t = job->qk->max_t;
+    float out[8 * PX_QROWS], up[8 * PX_QROWS];
+    for (int64_t g = g0; g < g1; g++) {
+        const uint8_t *group = (const uint8_t *)w->data + (size_t)g * gb;
+        const int64_t n0 = g * PX_QROWS, nr = PX_MIN((int64_t)PX_QROWS, N - n0);
+        for (int64_t m0 = 0; m0 < M; m0 += max_t) {
+            int T = (int)PX_MIN((int64_t)max_t, M - m0);
+            fn(group, nb, &job->act, m0, T, out);
+            if (up_fn) {
+                up_fn((const uint8_t *)s->up->data + (size_t)g * gb, nb, &job->act, m0, T, up);
+                for (int i = 0; i < T * PX_QROWS; i++) out[i] = silu_mul(out[i], up[i]);
+            }
+            for (int t = 0; t < T; t++) {
+                float *yr = s->y + (m0 + t) * N + n0;
+                const float *o = out + t * PX_QROWS;
+                if (s->bias)
+                    for (int64_t j = 0; j < nr; j++) yr[j] = o[j] + s->bias[n0 + j];
+                else
+                    memcpy(yr, o, (size_t)nr * sizeof(float));
             }
         }
-        compute_block(job, rows, n0, nr);
     }
-    if (job->bias)
-        for (int64_t m = 0; m < job->M; m++)
-            for (int64_t n = start; n < end; n++) job->y[m * job->N + n] += job->bias[n];
+}
+
+static void mm_units(void *arg, int64_t start, int64_t end, int thread) {
+    (void)thread;
+    const mm_job *job = arg;
+    for (int i = 0; i < job->n_seg; i++) {
+        const segment *s = &job->seg[i];
+        int64_t u0 = PX_MAX(start, s->first_unit) - s->first_unit;
+        int64_t u1 = PX_MIN(end, s->first_unit + s->units) - s->first_unit;
+        if (u0 >= u1) continue;
+        if (px_dtype_is_quantized(s->w->dtype)) quant_groups(job, s, u0, u1);
+        else float_rows(job, s, u0 * PX_QROWS, PX_MIN(u1 * PX_QROWS, s->w->rows));
+    }
+}
+
+/* ---- quantizing x: in the calling thread's buffer, over the pool when M is large ---- */
+
+static _Thread_local void *act_buf;
+static _Thread_local size_t act_cap;
+static pthread_key_t act_key;
+static pthread_once_t act_key_once = PTHREAD_ONCE_INIT;
+static void create_act_key(void) { pthread_key_create(&act_key, px_aligned_free); }
+
+typedef struct {
+    const px_qact *a;
+    const float *x;
+    int64_t K;
+} qact_job;
+
+static void qact_range(void *arg, int64_t start, int64_t end, int thread) {
+    (void)thread;
+    const qact_job *j = arg;
+    px_qact_rows(j->a, j->x, j->K, start, end);
+}
+
+static void quantize_x(px_pool *pool, px_qact *a, const float *x, int64_t M, int64_t K) {
+    a->M = M;
+    a->nb = px_q_blocks(K);
+    size_t qbytes = ((size_t)(M * a->nb * PX_QBLOCK) + 63) & ~(size_t)63;
+    size_t need = qbytes + (size_t)(M * a->nb) * (sizeof(float) + sizeof(int32_t));
+    if (act_cap < need) {
+        pthread_once(&act_key_once, create_act_key);
+        px_aligned_free(act_buf);
+        act_cap = need;
+        act_buf = px_aligned_alloc(need);
+        pthread_setspecific(act_key, act_buf);
+    }
+    a->q = act_buf;
+    a->d = (float *)((char *)act_buf + qbytes);
+    a->s = (int32_t *)(a->d + M * a->nb);
+    qact_job j = {a, x, K};
+    px_pool_run(pool, M, PX_MAX((int64_t)1, 16384 / K), qact_range, &j);
+}
+
+static void run_job(px_pool *pool, mm_job *job) {
+    bool any_quant = false;
+    int64_t units = 0;
+    for (int i = 0; i < job->n_seg; i++) {
+        segment *s = &job->seg[i];
+        any_quant |= px_dtype_is_quantized(s->w->dtype) || (s->up && px_dtype_is_quantized(s->up->dtype));
+        s->first_unit = units;
+        s->units = px_q_groups(s->w->rows);
+        units += s->units;
+    }
+    job->use_avx2 = px_cpu_level_get() >= PX_CPU_AVX2;
+    job->qk = px_qkernels_get();
+    if (any_quant) quantize_x(pool, &job->act, job->x, job->M, job->K);
+    /* each thread should get a few units; tiny matrices run on one thread */
+    int64_t grain = PX_MAX((int64_t)2, (int64_t)(8192 / PX_MAX((int64_t)1, job->K * job->M)));
+    px_pool_run(pool, units, grain, mm_units, job);
 }
 
 void px_matmul(px_pool *pool, float *y, const float *x, int64_t M, const px_weight *w, const float *bias) {
-    matmul_job job = {.y = y, .x = x, .M = M, .N = w->rows, .K = w->cols, .w = w, .bias = bias,
-                      .use_avx2 = cpu_has_avx2_fma()};
-    /* each thread should get a few blocks of rows; tiny matrices run on one thread */
-    int64_t grain = PX_MAX((int64_t)16, (int64_t)(65536 / PX_MAX((int64_t)1, w->cols * M)));
-    px_pool_run(pool, w->rows, grain, matmul_rows, &job);
+    px_matmul_out o = {y, w, bias};
+    px_matmul_multi(pool, x, M, &o, 1);
+}
+
+void px_matmul_multi(px_pool *pool, const float *x, int64_t M, const px_matmul_out *outs, int n) {
+    for (int i0 = 0; i0 < n; i0 += MAX_SEGMENTS) {
+        mm_job job = {.x = x, .M = M, .K = outs[i0].w->cols, .n_seg = PX_MIN(n - i0, MAX_SEGMENTS)};
+        for (int i = 0; i < job.n_seg; i++)
+            job.seg[i] = (segment){.y = outs[i0 + i].y, .w = outs[i0 + i].w, .bias = outs[i0 + i].bias};
+        run_job(pool, &job);
+    }
+}
+
+void px_matmul_swiglu(px_pool *pool, float *y, const float *x, int64_t M, const px_weight *gate, const px_weight *up) {
+    mm_job job = {.x = x, .M = M, .K = gate->cols, .n_seg = 1};
+    job.seg[0] = (segment){.y = y, .w = gate, .up = up};
+    if (gate->dtype != up->dtype) { /* mixed dtypes: two plain products, then the gate */
+        float *u = px_aligned_alloc((size_t)(M * up->rows) * sizeof(float));
+        px_matmul(pool, y, x, M, gate, NULL);
+        px_matmul(pool, u, x, M, up, NULL);
+        px_swiglu(y, u, M * up->rows);
+        px_aligned_free(u);
+        return;
+    }
+    run_job(pool, &job);
 }
 
 float px_dot(const float *a, const float *b, int64_t n) {
 #ifdef PX_HAVE_X86
-    if (cpu_has_avx2_fma()) return dot_avx2(a, b, n);
+    if (px_cpu_level_get() >= PX_CPU_AVX2) return dot_avx2(a, b, n);
 #endif
     return dot_portable(a, b, n);
 }

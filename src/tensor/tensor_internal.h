@@ -1,0 +1,64 @@
+/* tensor_internal.h - what the tensor module's files share and nobody else
+ * needs: the quantized layout's address arithmetic, 8-bit activations, and
+ * the per-instruction-set kernel tables.
+ *
+ * Quantized group layout (see tensor.h): for nb = ceil(cols / 32) blocks, a
+ * group of 8 rows is  [codes of block 0 .. nb-1][scales: nb x 8 f16, padded
+ * to 64 bytes], codes being 256 bytes per block for q8_0 and 128 for q4_0.
+ * Groups follow each other; every group starts 64-byte aligned when the
+ * buffer does.
+ */
+#ifndef PX_TENSOR_INTERNAL_H
+#define PX_TENSOR_INTERNAL_H
+#include "tensor.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define PX_HAVE_X86 1
+#endif
+
+static inline int64_t px_q_blocks(int64_t cols) { return (cols + PX_QBLOCK - 1) / PX_QBLOCK; }
+static inline int64_t px_q_groups(int64_t rows) { return (rows + PX_QROWS - 1) / PX_QROWS; }
+static inline size_t px_q_block_bytes(px_dtype t) { return t == PX_DTYPE_Q8_0 ? 256 : 128; }
+static inline size_t px_q_scale_bytes(int64_t nb) { return ((size_t)nb * 16 + 63) & ~(size_t)63; }
+static inline size_t px_q_group_bytes(px_dtype t, int64_t nb) {
+    return (size_t)nb * px_q_block_bytes(t) + px_q_scale_bytes(nb);
+}
+
+void px_quant_row_to_f32(float *dst, const void *w, px_dtype type, int64_t row, int64_t cols);
+
+/* ---- 8-bit activations: row m of x [M, K] becomes nb blocks of 32 int8
+ * codes q (the tail of the last block zero), a scale d = max|x| / 127 and the
+ * code sum s of each block (the kernels subtract zero points with it). ---- */
+typedef struct {
+    int8_t *q;    /* [M][nb * 32] */
+    float *d;     /* [M][nb] */
+    int32_t *s;   /* [M][nb] */
+    int64_t M, nb;
+} px_qact;
+
+/* Quantizes rows [m0, m1) of x (row stride K) into a (sized for them). */
+void px_qact_rows(const px_qact *a, const float *x, int64_t K, int64_t m0, int64_t m1);
+void px_qact_rows_portable(const px_qact *a, const float *x, int64_t K, int64_t m0, int64_t m1);
+void px_qact_rows_avx2(const px_qact *a, const float *x, int64_t K, int64_t m0, int64_t m1);
+
+/* A quantized tile kernel: out[t][r] = row r of the group (8 rows) dotted with
+ * activation row m0 + t, for t < T (1 <= T <= the table's max_t); nb blocks.
+ * Every path computes, per block, the exact integer dot product, and adds
+ * (float)dot * (d_w * d_x) to the row's f32 sum with one fused multiply-add,
+ * block after block: all paths and tile sizes give bit-identical results. */
+typedef void (*px_qtile_fn)(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, int T, float *out);
+
+typedef struct {
+    px_qtile_fn q8_0, q4_0;
+    int max_t;
+} px_qkernels;
+
+extern const px_qkernels px_qkernels_portable;
+#ifdef PX_HAVE_X86
+extern const px_qkernels px_qkernels_avx2;
+extern const px_qkernels px_qkernels_avx512;
+#endif
+const px_qkernels *px_qkernels_get(void);
+
+#endif
