@@ -12,6 +12,7 @@ static const px_command commands[] = {
     {"serve", px_cmd_serve, "serve a model over an OpenAI-compatible HTTP API on this machine"},
     {"run", px_cmd_run, "start a cluster scheduler: the OpenAI API over a pipeline of joined workers"},
     {"join", px_cmd_join, "join a cluster as a worker and serve the layers the scheduler assigns"},
+    {"bench-model", px_cmd_bench_model, "prefill and decode speed of a model on this machine (like llama-bench)"},
 };
 
 static void print_usage(FILE *f) {

@@ -20,6 +20,7 @@ typedef struct {
     px_safetensors *st;
     const char *dir;
     int dtype; /* -1: as stored */
+    px_pool *pool; /* quantizing on load uses every core */
 } loader;
 
 static void keep_mapping(px_model *m, px_st_mapping map) {
@@ -73,7 +74,7 @@ static const void *data_as(loader *ld, const px_st_tensor *t, px_dtype want, int
         return map.data;
     }
     void *copy = keep_owned(ld->m, bytes);
-    px_weight_pack(copy, want, map.data, (px_dtype)t->dtype, rows, cols);
+    px_weight_pack(ld->pool, copy, want, map.data, (px_dtype)t->dtype, rows, cols);
     px_st_unmap(&map);
     return copy;
 }
@@ -188,7 +189,9 @@ px_model *px_model_load(const char *dir, const px_load_options *opt) {
         goto fail;
     }
     if (!(ld.st = px_st_open(dir))) goto fail;
+    if (ld.dtype >= 0 && px_dtype_is_quantized((px_dtype)ld.dtype)) ld.pool = px_pool_create(0);
     int rc = load_slice(&ld);
+    px_pool_destroy(ld.pool);
     px_st_close(ld.st); /* mappings stay valid after the file is closed */
     if (rc) goto fail;
     m->inv_freq = rope_inv_freq(&m->cfg);
@@ -203,8 +206,9 @@ void px_model_free(px_model *m) {
     for (int i = 0; i < m->n_mappings; i++) px_st_unmap(&m->mappings[i]);
     for (int i = 0; i < m->n_owned; i++) px_aligned_free(m->owned[i]);
     px_scratch *s = &m->scratch;
-    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->gate, s->up, s->rows, s->scores};
+    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->gate, s->rows, s->scores, s->rope};
     for (size_t i = 0; i < PX_ARRAY_LEN(bufs); i++) px_aligned_free(bufs[i]);
+    free(s->tiles);
     free(m->mappings);
     free(m->owned);
     free(m->layers);
@@ -218,3 +222,7 @@ int px_model_end(const px_model *m) { return m->end; }
 bool px_model_is_first(const px_model *m) { return m->start == 0; }
 bool px_model_is_last(const px_model *m) { return m->end == m->cfg.n_layers; }
 size_t px_model_weight_bytes(const px_model *m) { return m->weight_bytes; }
+size_t px_model_bytes_per_token(const px_model *m) {
+    bool separate_embed = m->start == 0 && !(m->end == m->cfg.n_layers && m->lm_head.data == m->embed.data);
+    return m->weight_bytes - (separate_embed ? px_weight_bytes(m->embed.dtype, m->embed.rows, m->embed.cols) : 0);
+}

@@ -184,8 +184,6 @@ typedef struct {
     bool use_avx2;
 } mm_job;
 
-static inline float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
 /* rows [r0, r1) of a float weight: blocks of rows widened once, then every token */
 static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
     const px_weight *w = s->w;
@@ -215,41 +213,52 @@ static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t 
             compute_block(&mj, rows, pass ? 0 : n0, nr);
         }
         if (s->up)
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t j = 0; j < nr; j++) s->y[m * N + n0 + j] = silu_mul(s->y[m * N + n0 + j], upbuf[m * nr + j]);
+            for (int64_t m = 0; m < M; m++) px_swiglu(s->y + m * N + n0, upbuf + m * nr, nr);
         if (s->bias)
             for (int64_t m = 0; m < M; m++)
                 for (int64_t j = 0; j < nr; j++) s->y[m * N + n0 + j] += s->bias[n0 + j];
     }
 }
 
-/* groups [g0, g1) of a quantized weight: each group against every token tile */
+/* Writes rows [n0, n0 + nr) of token m from out[0..nr) (+ bias), gating with up when given. */
+static inline void put_rows(const segment *s, int64_t m, int64_t n0, int64_t nr, float *out, float *up) {
+    if (up) px_swiglu(out, up, nr);
+    float *yr = s->y + m * s->w->rows + n0;
+    if (s->bias)
+        for (int64_t j = 0; j < nr; j++) yr[j] = out[j] + s->bias[n0 + j];
+    else
+        memcpy(yr, out, (size_t)nr * sizeof(float));
+}
+
+/* groups [g0, g1) of a quantized weight: each group against every token tile;
+ * a single token takes 4 groups at a time (the decode kernel) */
 static void quant_groups(const mm_job *job, const segment *s, int64_t g0, int64_t g1) {
     const px_weight *w = s->w;
     const int64_t M = job->M, N = w->rows, nb = job->act.nb;
     const size_t gb = px_q_group_bytes(w->dtype, nb);
-    const px_qtile_fn fn = w->dtype == PX_DTYPE_Q8_0 ? job->qk->q8_0 : job->qk->q4_0;
-    const px_qtile_fn up_fn = s->up ? (s->up->dtype == PX_DTYPE_Q8_0 ? job->qk->q8_0 : job->qk->q4_0) : NULL;
+    const bool q8 = w->dtype == PX_DTYPE_Q8_0;
+    const px_qtile_fn fn = q8 ? job->qk->q8_0 : job->qk->q4_0;
+    const px_qgemv4_fn gemv4 = q8 ? job->qk->q8_0_gemv4 : job->qk->q4_0_gemv4;
     const int max_t = job->qk->max_t;
+    const uint8_t *wdata = w->data, *updata = s->up ? s->up->data : NULL;
     float out[8 * PX_QROWS], up[8 * PX_QROWS];
-    for (int64_t g = g0; g < g1; g++) {
-        const uint8_t *group = (const uint8_t *)w->data + (size_t)g * gb;
+    int64_t g = g0;
+    if (M == 1 && gemv4 && !getenv("PX_NO_GEMV4")) {
+        for (; g + 4 <= g1; g += 4) {
+            gemv4(wdata + (size_t)g * gb, gb, nb, &job->act, 0, out);
+            if (updata) gemv4(updata + (size_t)g * gb, gb, nb, &job->act, 0, up);
+            int64_t n0 = g * PX_QROWS, nr = PX_MIN((int64_t)4 * PX_QROWS, N - n0);
+            put_rows(s, 0, n0, nr, out, updata ? up : NULL);
+        }
+    }
+    for (; g < g1; g++) {
         const int64_t n0 = g * PX_QROWS, nr = PX_MIN((int64_t)PX_QROWS, N - n0);
         for (int64_t m0 = 0; m0 < M; m0 += max_t) {
             int T = (int)PX_MIN((int64_t)max_t, M - m0);
-            fn(group, nb, &job->act, m0, T, out);
-            if (up_fn) {
-                up_fn((const uint8_t *)s->up->data + (size_t)g * gb, nb, &job->act, m0, T, up);
-                for (int i = 0; i < T * PX_QROWS; i++) out[i] = silu_mul(out[i], up[i]);
-            }
-            for (int t = 0; t < T; t++) {
-                float *yr = s->y + (m0 + t) * N + n0;
-                const float *o = out + t * PX_QROWS;
-                if (s->bias)
-                    for (int64_t j = 0; j < nr; j++) yr[j] = o[j] + s->bias[n0 + j];
-                else
-                    memcpy(yr, o, (size_t)nr * sizeof(float));
-            }
+            fn(wdata + (size_t)g * gb, nb, &job->act, m0, T, out);
+            if (updata) fn(updata + (size_t)g * gb, nb, &job->act, m0, T, up);
+            for (int t = 0; t < T; t++)
+                put_rows(s, m0 + t, n0, nr, out + t * PX_QROWS, updata ? up + t * PX_QROWS : NULL);
         }
     }
 }

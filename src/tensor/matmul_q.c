@@ -71,10 +71,15 @@ static void q4_tile_portable(const uint8_t *group, int64_t nb, const px_qact *a,
     }
 }
 
-const px_qkernels px_qkernels_portable = {q8_tile_portable, q4_tile_portable, 4};
+const px_qkernels px_qkernels_portable = {q8_tile_portable, q4_tile_portable, 4, NULL, NULL};
 
 #ifdef PX_HAVE_X86
 
+/* loops over tokens, groups and the codes of a block are short and fixed:
+ * unrolled, their accumulators live in registers */
+#define PX_UNROLL _Pragma("GCC unroll 16")
+
+#define AVX512_TARGET_STR "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
 #define AVX2_FN __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
 #define AVX512_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) static inline
 
@@ -92,6 +97,7 @@ AVX2_FN void q8_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
     __m256 acc[8];
     const int8_t *xq[8];
     const float *xd[8];
+    PX_UNROLL
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
         xq[t] = a->q + (m0 + t) * a->nb * PX_QBLOCK;
@@ -100,10 +106,13 @@ AVX2_FN void q8_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *codes = group + (size_t)b * 256;
         __m256i isum[8];
+        PX_UNROLL
         for (int t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
+        PX_UNROLL
         for (int j = 0; j < 8; j++) {
             __m256i w = _mm256_load_si256((const __m256i *)(codes + 32 * j));
             __m256i aw = _mm256_sign_epi8(w, w);
+            PX_UNROLL
             for (int t = 0; t < T; t++) {
                 __m256i xb = _mm256_set1_epi32(load_i32(xq[t] + b * PX_QBLOCK + 4 * j));
                 __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xb, w));
@@ -111,9 +120,11 @@ AVX2_FN void q8_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
             }
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        PX_UNROLL
         for (int t = 0; t < T; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
     }
+    PX_UNROLL
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + t * PX_QROWS, acc[t]);
 }
 
@@ -124,6 +135,7 @@ AVX2_FN void q4_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
     const int8_t *xq[8];
     const float *xd[8];
     const int32_t *xs[8];
+    PX_UNROLL
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
         xq[t] = a->q + (m0 + t) * a->nb * PX_QBLOCK;
@@ -133,10 +145,13 @@ AVX2_FN void q4_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *codes = group + (size_t)b * 128;
         __m256i s16[8];
+        PX_UNROLL
         for (int t = 0; t < T; t++) s16[t] = _mm256_setzero_si256();
+        PX_UNROLL
         for (int p = 0; p < 4; p++) {
             __m256i v = _mm256_load_si256((const __m256i *)(codes + 32 * p));
             __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            PX_UNROLL
             for (int t = 0; t < T; t++) {
                 const int8_t *x = xq[t] + b * PX_QBLOCK + 4 * p;
                 s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(load_i32(x))));
@@ -144,11 +159,13 @@ AVX2_FN void q4_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
             }
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        PX_UNROLL
         for (int t = 0; t < T; t++) {
             __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * xs[t][b]));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
         }
     }
+    PX_UNROLL
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + t * PX_QROWS, acc[t]);
 }
 
@@ -161,6 +178,7 @@ AVX512_FN void q8_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a
     const int8_t *xq[8];
     const float *xd[8];
     const int32_t *xs[8];
+    PX_UNROLL
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
         xq[t] = a->q + (m0 + t) * a->nb * PX_QBLOCK;
@@ -169,17 +187,27 @@ AVX512_FN void q8_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *codes = group + (size_t)b * 256;
-        __m256i isum[8];
-        for (int t = 0; t < T; t++) isum[t] = _mm256_set1_epi32(-128 * xs[t][b]);
-        for (int j = 0; j < 8; j++) {
+        __m256i isum[8], isum2[8]; /* two chains per token: vpdpbusd's latency is ~5 cycles */
+        PX_UNROLL
+        for (int t = 0; t < T; t++) isum[t] = _mm256_set1_epi32(-128 * xs[t][b]), isum2[t] = _mm256_setzero_si256();
+        PX_UNROLL
+        for (int j = 0; j < 8; j += 2) {
             __m256i w = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(codes + 32 * j)), bias);
-            for (int t = 0; t < T; t++)
-                isum[t] = _mm256_dpbusd_epi32(isum[t], w, _mm256_set1_epi32(load_i32(xq[t] + b * PX_QBLOCK + 4 * j)));
+            __m256i w2 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(codes + 32 * j + 32)), bias);
+            PX_UNROLL
+            for (int t = 0; t < T; t++) {
+                const int8_t *x = xq[t] + b * PX_QBLOCK + 4 * j;
+                isum[t] = _mm256_dpbusd_epi32(isum[t], w, _mm256_set1_epi32(load_i32(x)));
+                isum2[t] = _mm256_dpbusd_epi32(isum2[t], w2, _mm256_set1_epi32(load_i32(x + 4)));
+            }
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        PX_UNROLL
         for (int t = 0; t < T; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[t], isum2[t])),
+                                     _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
     }
+    PX_UNROLL
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + t * PX_QROWS, acc[t]);
 }
 
@@ -190,6 +218,7 @@ AVX512_FN void q4_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a
     const int8_t *xq[8];
     const float *xd[8];
     const int32_t *xs[8];
+    PX_UNROLL
     for (int t = 0; t < T; t++) {
         acc[t] = _mm256_setzero_ps();
         xq[t] = a->q + (m0 + t) * a->nb * PX_QBLOCK;
@@ -198,22 +227,177 @@ AVX512_FN void q4_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *codes = group + (size_t)b * 128;
-        __m256i isum[8];
-        for (int t = 0; t < T; t++) isum[t] = _mm256_set1_epi32(-8 * xs[t][b]);
+        __m256i isum[8], isum2[8]; /* two chains per token: vpdpbusd's latency is ~5 cycles */
+        PX_UNROLL
+        for (int t = 0; t < T; t++) isum[t] = _mm256_set1_epi32(-8 * xs[t][b]), isum2[t] = _mm256_setzero_si256();
+        PX_UNROLL
         for (int p = 0; p < 4; p++) {
             __m256i v = _mm256_load_si256((const __m256i *)(codes + 32 * p));
             __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            PX_UNROLL
             for (int t = 0; t < T; t++) {
                 const int8_t *x = xq[t] + b * PX_QBLOCK + 4 * p;
                 isum[t] = _mm256_dpbusd_epi32(isum[t], lo, _mm256_set1_epi32(load_i32(x)));
-                isum[t] = _mm256_dpbusd_epi32(isum[t], hi, _mm256_set1_epi32(load_i32(x + 16)));
+                isum2[t] = _mm256_dpbusd_epi32(isum2[t], hi, _mm256_set1_epi32(load_i32(x + 16)));
             }
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        PX_UNROLL
         for (int t = 0; t < T; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[t], isum2[t])),
+                                     _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
     }
+    PX_UNROLL
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + t * PX_QROWS, acc[t]);
+}
+
+/* ---- one token x 4 groups (decode): independent chains across groups, the
+ * token's activation bytes broadcast once for all four ---- */
+
+#define GEMV_GROUPS 4
+
+__attribute__((target("avx2,fma,f16c"))) static void q8_gemv4_avx2(const uint8_t *group, size_t stride, int64_t nb,
+                                                                   const px_qact *a, int64_t m, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
+    const float *xd = a->d + m * a->nb;
+    __m256 acc[GEMV_GROUPS];
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i isum[GEMV_GROUPS];
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) isum[g] = _mm256_setzero_si256();
+        PX_UNROLL
+        for (int j = 0; j < 8; j++) {
+            __m256i xb = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * j));
+            PX_UNROLL
+            for (int g = 0; g < GEMV_GROUPS; g++) {
+                __m256i w = _mm256_load_si256((const __m256i *)(group + g * stride + (size_t)b * 256 + 32 * j));
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xb, w));
+                isum[g] = _mm256_add_epi32(isum[g], _mm256_madd_epi16(p, ones));
+            }
+        }
+        __m256 dx = _mm256_set1_ps(xd[b]);
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) {
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 256) + b));
+            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[g]), _mm256_mul_ps(dw, dx), acc[g]);
+        }
+    }
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void q4_gemv4_avx2(const uint8_t *group, size_t stride, int64_t nb,
+                                                                   const px_qact *a, int64_t m, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(15);
+    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
+    const float *xd = a->d + m * a->nb;
+    const int32_t *xs = a->s + m * a->nb;
+    __m256 acc[GEMV_GROUPS];
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i s16[GEMV_GROUPS];
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) s16[g] = _mm256_setzero_si256();
+        PX_UNROLL
+        for (int p = 0; p < 4; p++) {
+            __m256i xl = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * p));
+            __m256i xh = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 16 + 4 * p));
+            PX_UNROLL
+            for (int g = 0; g < GEMV_GROUPS; g++) {
+                __m256i v = _mm256_load_si256((const __m256i *)(group + g * stride + (size_t)b * 128 + 32 * p));
+                __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                s16[g] = _mm256_add_epi16(s16[g], _mm256_maddubs_epi16(lo, xl));
+                s16[g] = _mm256_add_epi16(s16[g], _mm256_maddubs_epi16(hi, xh));
+            }
+        }
+        __m256 dx = _mm256_set1_ps(xd[b]);
+        __m256i zp = _mm256_set1_epi32(8 * xs[b]);
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) {
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 128) + b));
+            __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16[g], ones), zp);
+            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, dx), acc[g]);
+        }
+    }
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
+}
+
+__attribute__((target(AVX512_TARGET_STR))) static void q8_gemv4_avx512(const uint8_t *group, size_t stride, int64_t nb,
+                                                                      const px_qact *a, int64_t m, float *out) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
+    const float *xd = a->d + m * a->nb;
+    const int32_t *xs = a->s + m * a->nb;
+    __m256 acc[GEMV_GROUPS];
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i isum[GEMV_GROUPS], isum2[GEMV_GROUPS];
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) isum[g] = _mm256_set1_epi32(-128 * xs[b]), isum2[g] = _mm256_setzero_si256();
+        PX_UNROLL
+        for (int j = 0; j < 8; j += 2) {
+            __m256i x0 = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * j));
+            __m256i x1 = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * j + 4));
+            PX_UNROLL
+            for (int g = 0; g < GEMV_GROUPS; g++) {
+                const uint8_t *c = group + g * stride + (size_t)b * 256 + 32 * j;
+                __m256i w0 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)c), bias);
+                __m256i w1 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(c + 32)), bias);
+                isum[g] = _mm256_dpbusd_epi32(isum[g], w0, x0);
+                isum2[g] = _mm256_dpbusd_epi32(isum2[g], w1, x1);
+            }
+        }
+        __m256 dx = _mm256_set1_ps(xd[b]);
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) {
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 256) + b));
+            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[g], isum2[g])), _mm256_mul_ps(dw, dx), acc[g]);
+        }
+    }
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
+}
+
+__attribute__((target(AVX512_TARGET_STR))) static void q4_gemv4_avx512(const uint8_t *group, size_t stride, int64_t nb,
+                                                                      const px_qact *a, int64_t m, float *out) {
+    const __m256i low = _mm256_set1_epi8(15);
+    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
+    const float *xd = a->d + m * a->nb;
+    const int32_t *xs = a->s + m * a->nb;
+    __m256 acc[GEMV_GROUPS];
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i isum[GEMV_GROUPS], isum2[GEMV_GROUPS];
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) isum[g] = _mm256_set1_epi32(-8 * xs[b]), isum2[g] = _mm256_setzero_si256();
+        PX_UNROLL
+        for (int p = 0; p < 4; p++) {
+            __m256i xl = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * p));
+            __m256i xh = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 16 + 4 * p));
+            PX_UNROLL
+            for (int g = 0; g < GEMV_GROUPS; g++) {
+                __m256i v = _mm256_load_si256((const __m256i *)(group + g * stride + (size_t)b * 128 + 32 * p));
+                __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                isum[g] = _mm256_dpbusd_epi32(isum[g], lo, xl);
+                isum2[g] = _mm256_dpbusd_epi32(isum2[g], hi, xh);
+            }
+        }
+        __m256 dx = _mm256_set1_ps(xd[b]);
+        PX_UNROLL
+        for (int g = 0; g < GEMV_GROUPS; g++) {
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 128) + b));
+            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[g], isum2[g])), _mm256_mul_ps(dw, dx), acc[g]);
+        }
+    }
+    PX_UNROLL
+    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
 }
 
 /* One entry point per (kernel, path): a switch on T so every tile size is
@@ -239,6 +423,6 @@ DISPATCH4(q4_avx2, AVX2_TARGET, q4_tile_avx2)
 DISPATCH8(q8_avx512, AVX512_TARGET, q8_tile_avx512)
 DISPATCH8(q4_avx512, AVX512_TARGET, q4_tile_avx512)
 
-const px_qkernels px_qkernels_avx2 = {q8_avx2, q4_avx2, 4};
-const px_qkernels px_qkernels_avx512 = {q8_avx512, q4_avx512, 8};
+const px_qkernels px_qkernels_avx2 = {q8_avx2, q4_avx2, 4, q8_gemv4_avx2, q4_gemv4_avx2};
+const px_qkernels px_qkernels_avx512 = {q8_avx512, q4_avx512, 8, q8_gemv4_avx512, q4_gemv4_avx512};
 #endif

@@ -30,53 +30,72 @@ size_t px_weight_bytes(px_dtype t, int64_t rows, int64_t cols) {
 static inline size_t q8_pos(int r, int c) { return (size_t)(c / 4) * 32 + (size_t)r * 4 + (size_t)(c % 4); }
 static inline size_t q4_pos(int r, int c) { return (size_t)((c % 16) / 4) * 32 + (size_t)r * 4 + (size_t)(c % 4); }
 
+/* round to nearest, ties to even, for |x| < 2^22 (no libm call, no SSE4.1 needed) */
+static inline float round_even(float x) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23: the sum has ulp 1 */
+    return (x + magic) - magic;
+}
+
+static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
+
 static void pack_block(uint8_t *codes, uint16_t *scales, px_dtype t, int r, const float *x) {
+    float m = 0, amax = 0; /* m: the element of largest magnitude */
+    for (int c = 0; c < PX_QBLOCK; c++) {
+        float a = x[c] < 0 ? -x[c] : x[c];
+        if (a > amax) amax = a, m = x[c];
+    }
     if (t == PX_DTYPE_Q8_0) {
-        float amax = 0;
-        for (int c = 0; c < PX_QBLOCK; c++) amax = fmaxf(amax, fabsf(x[c]));
         uint16_t d16 = px_f32_to_f16(amax / 127.0f);
-        float d = px_f16_to_f32(d16);
+        float d = px_f16_to_f32(d16), id = d > 0 ? 1.0f / d : 0;
         scales[r] = d16;
-        for (int c = 0; c < PX_QBLOCK; c++) {
-            float q = d > 0 ? nearbyintf(x[c] / d) : 0;
-            q = fminf(fmaxf(q, -127), 127);
-            codes[q8_pos(r, c)] = (uint8_t)(int8_t)q;
-        }
-    } else {
-        float m = 0;
         for (int c = 0; c < PX_QBLOCK; c++)
-            if (fabsf(x[c]) > fabsf(m)) m = x[c];
+            codes[q8_pos(r, c)] = (uint8_t)(int8_t)clampf(round_even(x[c] * id), -127, 127);
+    } else {
         uint16_t d16 = px_f32_to_f16(m / -8.0f);
-        float d = px_f16_to_f32(d16);
+        float d = px_f16_to_f32(d16), id = d != 0 ? 1.0f / d : 0;
         scales[r] = d16;
         for (int c = 0; c < PX_QBLOCK; c++) {
-            float q = d != 0 ? nearbyintf(x[c] / d) + 8 : 8;
-            int code = (int)fminf(fmaxf(q, 0), 15);
+            int code = (int)clampf(round_even(x[c] * id) + 8, 0, 15);
             codes[q4_pos(r, c)] |= (uint8_t)(c < 16 ? code : code << 4);
         }
     }
 }
 
-void px_weight_pack(void *dst, px_dtype t, const void *src, px_dtype src_type, int64_t rows, int64_t cols) {
+typedef struct {
+    void *dst;
+    px_dtype t, src_type;
+    const void *src;
+    int64_t rows, cols;
+} pack_job;
+
+static void pack_groups(void *arg, int64_t g0, int64_t g1, int thread) {
+    (void)thread;
+    const pack_job *j = arg;
+    const int64_t nb = px_q_blocks(j->cols);
+    const size_t bb = px_q_block_bytes(j->t), gb = px_q_group_bytes(j->t, nb);
+    float *row = px_malloc((size_t)(nb * PX_QBLOCK) * sizeof(float));
+    memset((char *)j->dst + (size_t)g0 * gb, 0, (size_t)(g1 - g0) * gb);
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *group = (uint8_t *)j->dst + (size_t)g * gb;
+        uint16_t *scales = (uint16_t *)(group + (size_t)nb * bb);
+        for (int r = 0; r < PX_QROWS && g * PX_QROWS + r < j->rows; r++) {
+            memset(row, 0, (size_t)(nb * PX_QBLOCK) * sizeof(float));
+            px_row_to_f32(row, j->src, j->src_type, g * PX_QROWS + r, j->cols);
+            for (int64_t b = 0; b < nb; b++)
+                pack_block(group + (size_t)b * bb, scales + b * PX_QROWS, j->t, r, row + b * PX_QBLOCK);
+        }
+    }
+    free(row);
+}
+
+void px_weight_pack(px_pool *pool, void *dst, px_dtype t, const void *src, px_dtype src_type, int64_t rows,
+                    int64_t cols) {
     if (!px_dtype_is_quantized(t)) {
         px_convert(dst, t, src, src_type, (size_t)rows * (size_t)cols);
         return;
     }
-    const int64_t nb = px_q_blocks(cols), ng = px_q_groups(rows);
-    const size_t bb = px_q_block_bytes(t), gb = px_q_group_bytes(t, nb);
-    float *row = px_malloc((size_t)(nb * PX_QBLOCK) * sizeof(float));
-    memset(dst, 0, (size_t)ng * gb);
-    for (int64_t g = 0; g < ng; g++) {
-        uint8_t *group = (uint8_t *)dst + (size_t)g * gb;
-        uint16_t *scales = (uint16_t *)(group + (size_t)nb * bb);
-        for (int r = 0; r < PX_QROWS && g * PX_QROWS + r < rows; r++) {
-            memset(row, 0, (size_t)(nb * PX_QBLOCK) * sizeof(float));
-            px_row_to_f32(row, src, src_type, g * PX_QROWS + r, cols);
-            for (int64_t b = 0; b < nb; b++)
-                pack_block(group + (size_t)b * bb, scales + b * PX_QROWS, t, r, row + b * PX_QBLOCK);
-        }
-    }
-    free(row);
+    pack_job j = {dst, t, src_type, src, rows, cols};
+    px_pool_run(pool, px_q_groups(rows), 64, pack_groups, &j);
 }
 
 void px_quant_row_to_f32(float *dst, const void *w, px_dtype t, int64_t row, int64_t cols) {

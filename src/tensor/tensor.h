@@ -77,8 +77,10 @@ void px_row_to_f32(float *dst, const void *w, px_dtype type, int64_t row, int64_
 #define PX_QROWS 8
 size_t px_weight_bytes(px_dtype t, int64_t rows, int64_t cols);
 /* Writes a row-major [rows, cols] matrix of src_type (f32/f16/bf16) as dtype
- * t (any dtype) into dst, which holds px_weight_bytes(t, rows, cols). */
-void px_weight_pack(void *dst, px_dtype t, const void *src, px_dtype src_type, int64_t rows, int64_t cols);
+ * t (any dtype) into dst, which holds px_weight_bytes(t, rows, cols);
+ * quantizing runs over the pool (may be NULL). */
+void px_weight_pack(px_pool *pool, void *dst, px_dtype t, const void *src, px_dtype src_type, int64_t rows,
+                    int64_t cols);
 
 /* A 2-D weight: row-major [rows, cols]. `data` is borrowed (mmap or owned elsewhere). */
 typedef struct {
@@ -117,14 +119,43 @@ void px_rmsnorm(float *out, const float *x, const float *weight, int64_t rows, i
 /* Rotates x[n_heads, head_dim] in the "rotate_half" (NeoX / HF) layout: pair
  * (i, i + head_dim/2) is rotated by pos * inv_freq[i]. */
 void px_rope_neox(float *x, int n_heads, int head_dim, int pos, const float *inv_freq);
+/* The same with the angles' cos/sin given (cs[i] = cos, cs[half + i] = sin of
+ * pos * inv_freq[i]; px_rope_angles() fills them), so a batch computes them
+ * once per token rather than once per layer. */
+void px_rope_angles(float *cs, int head_dim, int pos, const float *inv_freq);
+void px_rope_neox_cs(float *x, int n_heads, int head_dim, const float *cs);
+/* The interleaved layout (GPT-J, Meta's original Llama): pair (2i, 2i+1)
+ * rotated by pos * inv_freq[i]. */
+void px_rope_interleaved_cs(float *x, int n_heads, int head_dim, const float *cs);
 
 /* gate[i] = silu(gate[i]) * up[i] */
 void px_swiglu(float *gate, const float *up, int64_t n);
 
-/* In-place softmax of x[n] (max-subtracted, f32 accumulation in double-free order). */
+/* In-place softmax of x[n] (max-subtracted). */
 void px_softmax(float *x, int64_t n);
 
 /* index of the largest value; ties go to the lowest index. */
 int64_t px_argmax(const float *x, int64_t n);
+
+/* ---- attention over a paged K/V store ----
+ * The keys (values likewise) of one sequence in one layer: position p is at
+ * element  blocks[p / block_size] * block_stride + (p % block_size) * row_stride
+ * of k, and its kv head h starts head_dim elements further per head. */
+typedef struct {
+    const void *k, *v;
+    px_dtype dtype;          /* f32 or f16 */
+    const int32_t *blocks;   /* the sequence's block table */
+    int block_size;
+    int64_t block_stride;    /* elements from one physical block to the next */
+    int64_t row_stride;      /* elements from one position to the next (kv_dim) */
+} px_kv_view;
+
+/* Causal attention of n query vectors that share kv head kv_head of one
+ * sequence: query i (q[i], head_dim floats) attends to positions
+ * [first[i], last[i]]: out[i] = softmax(scale * q[i] . K^T) V. scratch holds
+ * n * (max(last) - min(first) + 1) floats. Each out[i] is computed the same
+ * way whatever the other queries are (so tiles and threads do not change it). */
+void px_attention(float *const *out, const float *const *q, const int32_t *first, const int32_t *last, int n,
+                  int head_dim, float scale, const px_kv_view *kv, int kv_head, float *scratch);
 
 #endif

@@ -25,6 +25,34 @@ static inline size_t px_q_group_bytes(px_dtype t, int64_t nb) {
     return (size_t)nb * px_q_block_bytes(t) + px_q_scale_bytes(nb);
 }
 
+#ifdef PX_HAVE_X86
+/* e^x for 8 floats: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor
+ * polynomial to degree 7 (relative error ~1e-7), 2^n through the exponent
+ * bits. Inputs are clamped to [-87, 88] (e^-87 stands in for 0). */
+__attribute__((target("avx2,fma"))) static inline __m256 px_exp8_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* silu(g) * u for 8 floats */
+__attribute__((target("avx2,fma"))) static inline __m256 px_silu_mul8_avx2(__m256 g, __m256 u) {
+    __m256 e = px_exp8_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+#endif
+
 void px_quant_row_to_f32(float *dst, const void *w, px_dtype type, int64_t row, int64_t cols);
 
 /* ---- 8-bit activations: row m of x [M, K] becomes nb blocks of 32 int8
@@ -49,9 +77,14 @@ void px_qact_rows_avx2(const px_qact *a, const float *x, int64_t K, int64_t m0, 
  * block after block: all paths and tile sizes give bit-identical results. */
 typedef void (*px_qtile_fn)(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, int T, float *out);
 
+/* One token (activation row m) against 4 consecutive groups (stride bytes
+ * apart): out[g * 8 + r]; the same arithmetic per row as a tile kernel. */
+typedef void (*px_qgemv4_fn)(const uint8_t *group, size_t stride, int64_t nb, const px_qact *a, int64_t m, float *out);
+
 typedef struct {
     px_qtile_fn q8_0, q4_0;
     int max_t;
+    px_qgemv4_fn q8_0_gemv4, q4_0_gemv4; /* NULL: use the tile kernel */
 } px_qkernels;
 
 extern const px_qkernels px_qkernels_portable;
