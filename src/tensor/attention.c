@@ -116,8 +116,14 @@ AVX2 static void attention_avx2(float *const *out, const float *const *q, const 
             _mm256_storeu_ps(r + p, e);
             vs = _mm256_add_ps(vs, e);
         }
+        if (p < len) { /* the tail through the same exp */
+            float t[8] = {0};
+            memcpy(t, r + p, (size_t)(len - p) * sizeof(float));
+            _mm256_storeu_ps(t, px_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(t), vm)));
+            memcpy(r + p, t, (size_t)(len - p) * sizeof(float));
+        }
         float sum = hsum8(vs);
-        for (; p < len; p++) sum += r[p] = expf(r[p] - max);
+        for (; p < len; p++) sum += r[p];
         for (int k = 0; k < first[i] - lo; k++) row[k] = 0;
         for (int k = last[i] - lo + 1; k < span; k++) row[k] = 0;
         inv[i] = 1.0f / sum;

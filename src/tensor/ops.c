@@ -8,6 +8,7 @@
  */
 #include "tensor_internal.h"
 #include <math.h>
+#include <string.h>
 
 void px_rmsnorm(float *out, const float *x, const float *weight, int64_t rows, int64_t n, float eps) {
     for (int64_t r = 0; r < rows; r++) {
@@ -78,7 +79,13 @@ __attribute__((target("avx2,fma"))) static void swiglu_avx2(float *gate, const f
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(gate + i, px_silu_mul8_avx2(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
-    for (; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    if (i < n) { /* the tail through the same vector code, so a value's result does not depend on its place */
+        float g[8] = {0}, u[8] = {0};
+        memcpy(g, gate + i, (size_t)(n - i) * sizeof(float));
+        memcpy(u, up + i, (size_t)(n - i) * sizeof(float));
+        _mm256_storeu_ps(g, px_silu_mul8_avx2(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
+        memcpy(gate + i, g, (size_t)(n - i) * sizeof(float));
+    }
 }
 
 __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n) {
@@ -95,10 +102,16 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n
         _mm256_storeu_ps(x + i, e);
         vsum = _mm256_add_ps(vsum, e);
     }
+    if (i < n) { /* the tail through the same exp, padded with -inf (exp gives ~0, not counted) */
+        float t[8];
+        for (int l = 0; l < 8; l++) t[l] = i + l < n ? x[i + l] : -INFINITY;
+        _mm256_storeu_ps(t, px_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(t), vm)));
+        memcpy(x + i, t, (size_t)(n - i) * sizeof(float));
+        for (int64_t k = i; k < n; k++) vsum = _mm256_add_ps(vsum, _mm256_setr_ps(x[k], 0, 0, 0, 0, 0, 0, 0));
+    }
     _mm256_storeu_ps(lanes, vsum);
     double sum = 0;
     for (int l = 0; l < 8; l++) sum += lanes[l];
-    for (; i < n; i++) sum += x[i] = expf(x[i] - max);
     __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= (float)(1.0 / sum);
