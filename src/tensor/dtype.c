@@ -99,6 +99,19 @@ void px_convert(void *dst, px_dtype dst_type, const void *src, px_dtype src_type
     for (size_t i = 0; i < n; i++) store_from_f32(dst, dst_type, i, load_as_f32(src, src_type, i));
 }
 
+#ifdef PX_HAVE_X86
+__attribute__((target("avx2,f16c"))) static void widen_avx2(float *dst, const uint16_t *h, px_dtype type, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(h + i));
+        __m256 f = type == PX_DTYPE_F16 ? _mm256_cvtph_ps(v)
+                                        : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+        _mm256_storeu_ps(dst + i, f);
+    }
+    for (; i < n; i++) dst[i] = type == PX_DTYPE_F16 ? px_f16_to_f32(h[i]) : px_bf16_to_f32(h[i]);
+}
+#endif
+
 void px_row_to_f32(float *dst, const void *w, px_dtype type, int64_t row, int64_t cols) {
     if (px_dtype_is_quantized(type)) {
         px_quant_row_to_f32(dst, w, type, row, cols);
@@ -107,7 +120,15 @@ void px_row_to_f32(float *dst, const void *w, px_dtype type, int64_t row, int64_
     const char *base = (const char *)w + (size_t)row * (size_t)cols * px_dtype_size(type);
     if (type == PX_DTYPE_F32) {
         memcpy(dst, base, (size_t)cols * 4);
-    } else if (type == PX_DTYPE_BF16) {
+        return;
+    }
+#ifdef PX_HAVE_X86
+    if (px_cpu_level_get() >= PX_CPU_AVX2) {
+        widen_avx2(dst, (const uint16_t *)base, type, cols);
+        return;
+    }
+#endif
+    if (type == PX_DTYPE_BF16) {
         const uint16_t *h = (const uint16_t *)base;
         for (int64_t i = 0; i < cols; i++) dst[i] = px_bf16_to_f32(h[i]);
     } else {

@@ -12,13 +12,19 @@
  * groups; for each group it runs the tile kernel of matmul_q.c over tiles of
  * T tokens, so the group's codes stay in L1 while all tokens pass by.
  *
- * Float weights: each thread walks its rows in blocks sized to stay in L2;
- * f16/bf16 rows are widened to f32 once per block and reused for all M
- * tokens. The inner kernel computes a 2×4 tile of dot products with AVX2+FMA
- * when the CPU has it (chosen at run time), otherwise portable C. Every dot
- * product is summed in the same order whichever path or tile computes it (8
- * lanes over k, a fixed lane reduction, then the tail), so the result does
- * not depend on thread count or on where a row falls in a tile.
+ * Float weights: the inner kernel computes a (1 or 2) x 4 tile of dot
+ * products with AVX2+FMA when the CPU has it, otherwise portable C. With one
+ * or two tokens (decode) it reads f16/bf16 rows as they are stored and widens
+ * them in registers; with more, each thread walks its rows in blocks widened
+ * to f32 once and reused by every token. Every dot product is summed in the
+ * same order whichever path or tile computes it (8 lanes over k, a fixed lane
+ * reduction, then the tail), so the result does not depend on thread count,
+ * on where a row falls in a tile, or on the other tokens of the batch.
+ *
+ * Both paths block for the caches: a thread takes a chunk of its rows (about
+ * 256 KiB of weights) and runs every block of tokens (about 256 KiB of
+ * activations) against it before moving on, so weights come from memory once
+ * and activations from L2/L3, whatever M is.
  */
 #include "tensor_internal.h"
 #include <math.h>
@@ -26,31 +32,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    float *y;
-    const float *x;
-    int64_t M, N, K;
-    const px_weight *w;
-    bool use_avx2;
-} matmul_job;
+/* ---- float tiles: out[t][j] = x row t . w row j, rows stored as f32/f16/bf16 ---- */
 
-static inline const float *x_row(const matmul_job *job, int64_t m) { return job->x + m * job->K; }
+static float row_scalar(const void *row, px_dtype t, int64_t k) {
+    if (t == PX_DTYPE_F32) return ((const float *)row)[k];
+    uint16_t h = ((const uint16_t *)row)[k];
+    return t == PX_DTYPE_F16 ? px_f16_to_f32(h) : px_bf16_to_f32(h);
+}
 
-/* ---- portable path ---- */
-
-static float dot_portable(const float *a, const float *b, int64_t K) {
+/* portable: 8 lanes over k, a fixed lane reduction, then the tail */
+static float dot_portable(const float *a, const void *b, px_dtype t, int64_t K) {
     float lane[8] = {0};
     int64_t k = 0;
     for (; k + 8 <= K; k += 8)
-        for (int l = 0; l < 8; l++) lane[l] += a[k + l] * b[k + l];
+        for (int l = 0; l < 8; l++) lane[l] += a[k + l] * row_scalar(b, t, k + l);
     float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-    for (; k < K; k++) s += a[k] * b[k];
+    for (; k < K; k++) s += a[k] * row_scalar(b, t, k);
     return s;
 }
 
-/* ---- AVX2 + FMA path ---- */
 #ifdef PX_HAVE_X86
-__attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
+#define AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
+
+AVX2_INLINE float hsum_avx2(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     __m128 s = _mm_add_ps(lo, hi);                 /* (0+4) (1+5) (2+6) (3+7) */
     __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s)); /* (0+4)+(2+6), (1+5)+(3+7) */
@@ -58,86 +62,67 @@ __attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
     return _mm_cvtss_f32(t);
 }
 
-__attribute__((target("avx2,fma"))) static float tail_avx2(float s, const float *a, const float *b, int64_t k, int64_t K) {
-    for (; k < K; k++) s = __builtin_fmaf(a[k], b[k], s);
+AVX2_INLINE __m256 load_w8(const void *row, px_dtype t, int64_t k) {
+    if (t == PX_DTYPE_F32) return _mm256_loadu_ps((const float *)row + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
+    if (t == PX_DTYPE_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AVX2_INLINE float tail_avx2(float s, const float *a, const void *b, px_dtype t, int64_t k, int64_t K) {
+    for (; k < K; k++) s = __builtin_fmaf(a[k], row_scalar(b, t, k), s);
     return s;
 }
 
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int64_t K) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
-    return tail_avx2(hsum_avx2(acc), a, b, k, K);
-}
-
-/* y[0..1][0..3] = x rows (x0, x1) · w rows (w[0..3]) */
-__attribute__((target("avx2,fma"))) static void tile2x4_avx2(const float *x0, const float *x1, const float *const w[4],
-                                                            int64_t K, float out[2][4]) {
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
-    __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+/* TM (1 or 2) tokens x NR (1..4) rows; x rows K apart */
+AVX2_INLINE void ftile_avx2(const float *x, int64_t K, const int TM, const void *const *w, const int NR, px_dtype t,
+                            float out[2][4]) {
+    __m256 acc[2][4];
+    for (int i = 0; i < TM; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
-        __m256 v0 = _mm256_loadu_ps(x0 + k), v1 = _mm256_loadu_ps(x1 + k);
-        __m256 w0 = _mm256_loadu_ps(w[0] + k), w1 = _mm256_loadu_ps(w[1] + k);
-        __m256 w2 = _mm256_loadu_ps(w[2] + k), w3 = _mm256_loadu_ps(w[3] + k);
-        a00 = _mm256_fmadd_ps(v0, w0, a00); a01 = _mm256_fmadd_ps(v0, w1, a01);
-        a02 = _mm256_fmadd_ps(v0, w2, a02); a03 = _mm256_fmadd_ps(v0, w3, a03);
-        a10 = _mm256_fmadd_ps(v1, w0, a10); a11 = _mm256_fmadd_ps(v1, w1, a11);
-        a12 = _mm256_fmadd_ps(v1, w2, a12); a13 = _mm256_fmadd_ps(v1, w3, a13);
+        __m256 v0 = _mm256_loadu_ps(x + k), v1 = TM > 1 ? _mm256_loadu_ps(x + K + k) : v0;
+        for (int j = 0; j < NR; j++) {
+            __m256 wj = load_w8(w[j], t, k);
+            acc[0][j] = _mm256_fmadd_ps(v0, wj, acc[0][j]);
+            if (TM > 1) acc[1][j] = _mm256_fmadd_ps(v1, wj, acc[1][j]);
+        }
     }
-    __m256 acc[2][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}};
-    const float *xs[2] = {x0, x1};
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 4; j++) out[i][j] = tail_avx2(hsum_avx2(acc[i][j]), xs[i], w[j], k, K);
+    for (int i = 0; i < TM; i++)
+        for (int j = 0; j < NR; j++) out[i][j] = tail_avx2(hsum_avx2(acc[i][j]), x + i * K, w[j], t, k, K);
 }
 
-/* y[0][0..3] = x0 · w rows (w[0..3]), for decode (M = 1) */
-__attribute__((target("avx2,fma"))) static void tile1x4_avx2(const float *x0, const float *const w[4], int64_t K,
-                                                            float out[4]) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 v0 = _mm256_loadu_ps(x0 + k);
-        a0 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w[0] + k), a0);
-        a1 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w[1] + k), a1);
-        a2 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w[2] + k), a2);
-        a3 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w[3] + k), a3);
-    }
-    __m256 acc[4] = {a0, a1, a2, a3};
-    for (int j = 0; j < 4; j++) out[j] = tail_avx2(hsum_avx2(acc[j]), x0, w[j], k, K);
+/* the tile for every (dtype, TM, NR) combination, each compiled with constants */
+#define FT(tm, nr, t) ftile_avx2(x, K, tm, w, nr, t, out)
+#define FT_DTYPE(t)                                              \
+    do {                                                         \
+        if (NR == 4) TM == 2 ? FT(2, 4, t) : FT(1, 4, t);       \
+        else if (NR == 3) TM == 2 ? FT(2, 3, t) : FT(1, 3, t);  \
+        else if (NR == 2) TM == 2 ? FT(2, 2, t) : FT(1, 2, t);  \
+        else TM == 2 ? FT(2, 1, t) : FT(1, 1, t);               \
+    } while (0)
+__attribute__((target("avx2,fma,f16c"))) static void ftile_dispatch(const float *x, int64_t K, int TM,
+                                                                    const void *const *w, int NR, px_dtype t,
+                                                                    float out[2][4]) {
+    if (t == PX_DTYPE_F32) FT_DTYPE(PX_DTYPE_F32);
+    else if (t == PX_DTYPE_F16) FT_DTYPE(PX_DTYPE_F16);
+    else FT_DTYPE(PX_DTYPE_BF16);
 }
 #endif
 
-
-/* Computes y[:, n0:n0+nr) for all M rows, with the nr weight rows given as f32
- * pointers; y has row stride N (job->N, or the width of a scratch buffer). */
-static void compute_block(const matmul_job *job, const float *const *wrows, int64_t n0, int64_t nr) {
-    const int64_t K = job->K, M = job->M, N = job->N;
-    float *y = job->y;
-    int64_t j = 0;
+/* out[t][j] for TM tokens (x rows K apart) and NR rows of dtype t: one tile */
+static void ftile(bool avx2, const float *x, int64_t K, int TM, const void *const *w, int NR, px_dtype t,
+                  float out[2][4]) {
 #ifdef PX_HAVE_X86
-    if (job->use_avx2) {
-        for (; j + 4 <= nr; j += 4) {
-            int64_t m = 0;
-            for (; m + 2 <= M; m += 2) {
-                float out[2][4];
-                tile2x4_avx2(x_row(job, m), x_row(job, m + 1), wrows + j, K, out);
-                memcpy(y + m * N + n0 + j, out[0], sizeof out[0]);
-                memcpy(y + (m + 1) * N + n0 + j, out[1], sizeof out[1]);
-            }
-            if (m < M) {
-                float out[4];
-                tile1x4_avx2(x_row(job, m), wrows + j, K, out);
-                memcpy(y + m * N + n0 + j, out, sizeof out);
-            }
-        }
-        for (; j < nr; j++)
-            for (int64_t m = 0; m < M; m++) y[m * N + n0 + j] = dot_avx2(x_row(job, m), wrows[j], K);
+    if (avx2) {
+        ftile_dispatch(x, K, TM, w, NR, t, out);
         return;
     }
 #endif
-    for (; j < nr; j++)
-        for (int64_t m = 0; m < M; m++) y[m * N + n0 + j] = dot_portable(x_row(job, m), wrows[j], K);
+    (void)avx2;
+    for (int i = 0; i < TM; i++)
+        for (int j = 0; j < NR; j++) out[i][j] = dot_portable(x + i * K, w[j], t, K);
 }
 
 /* ---- per-thread scratch, freed when the thread exits ---- */
@@ -184,42 +169,6 @@ typedef struct {
     bool use_avx2;
 } mm_job;
 
-/* rows [r0, r1) of a float weight: blocks of rows widened once, then every token */
-static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
-    const px_weight *w = s->w;
-    const int64_t K = job->K, M = job->M, N = w->rows;
-    /* rows per block: about 128 KiB of f32 weights, at least 4 */
-    int64_t block = PX_MAX((int64_t)4, (int64_t)(128 * 1024 / (K * 4)) & ~(int64_t)3);
-    if (block > 256) block = 256;
-    const float *rows[256];
-    float *widened = w->dtype == PX_DTYPE_F32 && (!s->up || s->up->dtype == PX_DTYPE_F32)
-                         ? NULL : tls_buffer(TLS_WIDEN, (size_t)(block * K));
-    float *upbuf = s->up ? tls_buffer(TLS_UP, (size_t)(block * M)) : NULL;
-    for (int64_t n0 = r0; n0 < r1; n0 += block) {
-        int64_t nr = PX_MIN(block, r1 - n0);
-        for (int pass = 0; pass < (s->up ? 2 : 1); pass++) {
-            const px_weight *pw = pass ? s->up : w;
-            for (int64_t j = 0; j < nr; j++) {
-                if (pw->dtype == PX_DTYPE_F32) {
-                    rows[j] = (const float *)pw->data + (n0 + j) * K;
-                } else {
-                    px_row_to_f32(widened + j * K, pw->data, pw->dtype, n0 + j, K);
-                    rows[j] = widened + j * K;
-                }
-            }
-            /* pass 0 writes y[:, n0..); pass 1 (up) writes upbuf[M][nr] */
-            matmul_job mj = {.y = pass ? upbuf : s->y, .x = job->x, .M = M, .N = pass ? nr : N, .K = K,
-                             .w = pw, .use_avx2 = job->use_avx2};
-            compute_block(&mj, rows, pass ? 0 : n0, nr);
-        }
-        if (s->up)
-            for (int64_t m = 0; m < M; m++) px_swiglu(s->y + m * N + n0, upbuf + m * nr, nr);
-        if (s->bias)
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t j = 0; j < nr; j++) s->y[m * N + n0 + j] += s->bias[n0 + j];
-    }
-}
-
 /* Writes rows [n0, n0 + nr) of token m from out[0..nr) (+ bias), gating with up when given. */
 static inline void put_rows(const segment *s, int64_t m, int64_t n0, int64_t nr, float *out, float *up) {
     if (up) px_swiglu(out, up, nr);
@@ -230,37 +179,71 @@ static inline void put_rows(const segment *s, int64_t m, int64_t n0, int64_t nr,
         memcpy(yr, out, (size_t)nr * sizeof(float));
 }
 
-/* groups [g0, g1) of a quantized weight: each group against every token tile;
- * a single token takes 4 groups at a time (the decode kernel) */
+/* rows [r0, r1) of a float weight. One or two tokens: tiles straight from the
+ * stored rows. More: chunks of rows widened to f32 once (when not f32), each
+ * run against every block of tokens. */
+static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
+    const px_weight *w = s->w, *u = s->up;
+    const int64_t K = job->K, M = job->M;
+    const bool widen = M > 2 && (w->dtype != PX_DTYPE_F32 || (u && u->dtype != PX_DTYPE_F32));
+    const int64_t chunk = PX_MIN((int64_t)256, PX_MAX((int64_t)4, (int64_t)((u ? 128 : 256) * 1024 / (K * 4)) & ~(int64_t)3));
+    const int64_t mblock = PX_MAX((int64_t)2, (int64_t)(256 * 1024 / (K * 4)) & ~(int64_t)1);
+    float *wbuf = widen ? tls_buffer(TLS_WIDEN, (size_t)(chunk * K)) : NULL;
+    float *ubuf = widen && u ? tls_buffer(TLS_UP, (size_t)(chunk * K)) : NULL;
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+        const int64_t c1 = PX_MIN(r1, c0 + chunk);
+        const void *wrow[256], *urow[256];
+        px_dtype wt = w->dtype, ut = u ? u->dtype : PX_DTYPE_F32;
+        for (int64_t r = c0; r < c1; r++) {
+            if (widen) {
+                px_row_to_f32(wbuf + (r - c0) * K, w->data, w->dtype, r, K);
+                wrow[r - c0] = wbuf + (r - c0) * K;
+                if (u) px_row_to_f32(ubuf + (r - c0) * K, u->data, u->dtype, r, K), urow[r - c0] = ubuf + (r - c0) * K;
+            } else {
+                wrow[r - c0] = (const char *)w->data + (size_t)(r * K) * px_dtype_size(wt);
+                if (u) urow[r - c0] = (const char *)u->data + (size_t)(r * K) * px_dtype_size(ut);
+            }
+        }
+        if (widen) wt = ut = PX_DTYPE_F32;
+        for (int64_t mb = 0; mb < M; mb += mblock)
+            for (int64_t j = c0; j < c1; j += 4) {
+                const int nr = (int)PX_MIN((int64_t)4, c1 - j);
+                for (int64_t m = mb; m < PX_MIN(M, mb + mblock); m += 2) {
+                    const int tm = (int)PX_MIN((int64_t)2, M - m);
+                    float out[2][4], up[2][4];
+                    ftile(job->use_avx2, job->x + m * K, K, tm, wrow + (j - c0), nr, wt, out);
+                    if (u) ftile(job->use_avx2, job->x + m * K, K, tm, urow + (j - c0), nr, ut, up);
+                    for (int i = 0; i < tm; i++) put_rows(s, m + i, j, nr, out[i], u ? up[i] : NULL);
+                }
+            }
+    }
+}
+
+/* groups [g0, g1) of a quantized weight: chunks of groups (about 256 KiB),
+ * each against every block of tokens, tile by tile */
 static void quant_groups(const mm_job *job, const segment *s, int64_t g0, int64_t g1) {
     const px_weight *w = s->w;
     const int64_t M = job->M, N = w->rows, nb = job->act.nb;
     const size_t gb = px_q_group_bytes(w->dtype, nb);
     const bool q8 = w->dtype == PX_DTYPE_Q8_0;
     const px_qtile_fn fn = q8 ? job->qk->q8_0 : job->qk->q4_0;
-    const px_qgemv4_fn gemv4 = q8 ? job->qk->q8_0_gemv4 : job->qk->q4_0_gemv4;
     const int max_t = job->qk->max_t;
     const uint8_t *wdata = w->data, *updata = s->up ? s->up->data : NULL;
+    const int64_t chunk = PX_MAX((int64_t)1, (int64_t)((s->up ? 128 : 256) * 1024 / gb));
+    const int64_t mblock = PX_MAX((int64_t)max_t, (384 * 1024 / (nb * PX_QBLOCK)) / max_t * max_t);
     float out[8 * PX_QROWS], up[8 * PX_QROWS];
-    int64_t g = g0;
-    if (M == 1 && gemv4 && !getenv("PX_NO_GEMV4")) {
-        for (; g + 4 <= g1; g += 4) {
-            gemv4(wdata + (size_t)g * gb, gb, nb, &job->act, 0, out);
-            if (updata) gemv4(updata + (size_t)g * gb, gb, nb, &job->act, 0, up);
-            int64_t n0 = g * PX_QROWS, nr = PX_MIN((int64_t)4 * PX_QROWS, N - n0);
-            put_rows(s, 0, n0, nr, out, updata ? up : NULL);
-        }
-    }
-    for (; g < g1; g++) {
-        const int64_t n0 = g * PX_QROWS, nr = PX_MIN((int64_t)PX_QROWS, N - n0);
-        for (int64_t m0 = 0; m0 < M; m0 += max_t) {
-            int T = (int)PX_MIN((int64_t)max_t, M - m0);
-            fn(wdata + (size_t)g * gb, nb, &job->act, m0, T, out);
-            if (updata) fn(updata + (size_t)g * gb, nb, &job->act, m0, T, up);
-            for (int t = 0; t < T; t++)
-                put_rows(s, m0 + t, n0, nr, out + t * PX_QROWS, updata ? up + t * PX_QROWS : NULL);
-        }
-    }
+    for (int64_t c0 = g0; c0 < g1; c0 += chunk)
+        for (int64_t mb = 0; mb < M; mb += mblock)
+            for (int64_t g = c0; g < PX_MIN(g1, c0 + chunk); g++) {
+                const int64_t n0 = g * PX_QROWS, nr = PX_MIN((int64_t)PX_QROWS, N - n0);
+                for (int64_t m0 = mb; m0 < PX_MIN(M, mb + mblock); m0 += max_t) {
+                    int T = (int)PX_MIN((int64_t)max_t, M - m0);
+                    fn(wdata + (size_t)g * gb, nb, &job->act, m0, T, out);
+                    if (updata) fn(updata + (size_t)g * gb, nb, &job->act, m0, T, up);
+                    for (int t = 0; t < T; t++)
+                        put_rows(s, m0 + t, n0, nr, out + t * PX_QROWS, updata ? up + t * PX_QROWS : NULL);
+                }
+            }
 }
 
 static void mm_units(void *arg, int64_t start, int64_t end, int thread) {
@@ -362,10 +345,10 @@ void px_matmul_swiglu(px_pool *pool, float *y, const float *x, int64_t M, const 
 }
 
 float px_dot(const float *a, const float *b, int64_t n) {
-#ifdef PX_HAVE_X86
-    if (px_cpu_level_get() >= PX_CPU_AVX2) return dot_avx2(a, b, n);
-#endif
-    return dot_portable(a, b, n);
+    const void *w[1] = {b};
+    float out[2][4];
+    ftile(px_cpu_level_get() >= PX_CPU_AVX2, a, n, 1, w, 1, PX_DTYPE_F32, out);
+    return out[0][0];
 }
 
 void px_axpy(float *y, float alpha, const float *x, int64_t n) {

@@ -29,10 +29,10 @@
 /* ---- portable ---- */
 
 static void q8_tile_portable(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, int T, float *out) {
-    const uint16_t *scales = (const uint16_t *)(group + (size_t)nb * 256);
     for (int i = 0; i < T * PX_QROWS; i++) out[i] = 0;
     for (int64_t b = 0; b < nb; b++) {
-        const int8_t *codes = (const int8_t *)(group + (size_t)b * 256);
+        const int8_t *codes = (const int8_t *)px_q_codes(group, 256, b);
+        const uint16_t *scales = px_q_scales(group, 256, b);
         for (int t = 0; t < T; t++) {
             const int8_t *xq = a->q + ((m0 + t) * a->nb + b) * PX_QBLOCK;
             const float dx = a->d[(m0 + t) * a->nb + b];
@@ -41,17 +41,17 @@ static void q8_tile_portable(const uint8_t *group, int64_t nb, const px_qact *a,
                 for (int j = 0; j < 8; j++)
                     for (int c = 0; c < 4; c++) dot += codes[j * 32 + r * 4 + c] * xq[j * 4 + c];
                 float *o = &out[t * PX_QROWS + r];
-                *o = fmaf((float)dot, px_f16_to_f32(scales[b * PX_QROWS + r]) * dx, *o);
+                *o = fmaf((float)dot, px_f16_to_f32(scales[r]) * dx, *o);
             }
         }
     }
 }
 
 static void q4_tile_portable(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, int T, float *out) {
-    const uint16_t *scales = (const uint16_t *)(group + (size_t)nb * 128);
     for (int i = 0; i < T * PX_QROWS; i++) out[i] = 0;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *codes = group + (size_t)b * 128;
+        const uint8_t *codes = px_q_codes(group, 128, b);
+        const uint16_t *scales = px_q_scales(group, 128, b);
         for (int t = 0; t < T; t++) {
             const int8_t *xq = a->q + ((m0 + t) * a->nb + b) * PX_QBLOCK;
             const float dx = a->d[(m0 + t) * a->nb + b];
@@ -65,13 +65,13 @@ static void q4_tile_portable(const uint8_t *group, int64_t nb, const px_qact *a,
                     }
                 dot -= 8 * sx;
                 float *o = &out[t * PX_QROWS + r];
-                *o = fmaf((float)dot, px_f16_to_f32(scales[b * PX_QROWS + r]) * dx, *o);
+                *o = fmaf((float)dot, px_f16_to_f32(scales[r]) * dx, *o);
             }
         }
     }
 }
 
-const px_qkernels px_qkernels_portable = {q8_tile_portable, q4_tile_portable, 4, NULL, NULL};
+const px_qkernels px_qkernels_portable = {q8_tile_portable, q4_tile_portable, 4};
 
 #ifdef PX_HAVE_X86
 
@@ -92,7 +92,6 @@ static inline int32_t load_i32(const int8_t *p) {
 /* ---- AVX2 ---- */
 
 AVX2_FN void q8_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, const int T, float *out) {
-    const __m128i *scales = (const __m128i *)(group + (size_t)nb * 256);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[8];
     const int8_t *xq[8];
@@ -104,7 +103,8 @@ AVX2_FN void q8_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
         xd[t] = a->d + (m0 + t) * a->nb;
     }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *codes = group + (size_t)b * 256;
+        const uint8_t *codes = px_q_codes(group, 256, b);
+        const __m128i *scales = (const __m128i *)px_q_scales(group, 256, b);
         __m256i isum[8];
         PX_UNROLL
         for (int t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
@@ -119,7 +119,7 @@ AVX2_FN void q8_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
             }
         }
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales));
         PX_UNROLL
         for (int t = 0; t < T; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
@@ -129,7 +129,6 @@ AVX2_FN void q8_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
 }
 
 AVX2_FN void q4_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, const int T, float *out) {
-    const __m128i *scales = (const __m128i *)(group + (size_t)nb * 128);
     const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(15);
     __m256 acc[8];
     const int8_t *xq[8];
@@ -143,7 +142,8 @@ AVX2_FN void q4_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
         xs[t] = a->s + (m0 + t) * a->nb;
     }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *codes = group + (size_t)b * 128;
+        const uint8_t *codes = px_q_codes(group, 128, b);
+        const __m128i *scales = (const __m128i *)px_q_scales(group, 128, b);
         __m256i s16[8];
         PX_UNROLL
         for (int t = 0; t < T; t++) s16[t] = _mm256_setzero_si256();
@@ -158,7 +158,7 @@ AVX2_FN void q4_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
                 s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(load_i32(x + 16))));
             }
         }
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales));
         PX_UNROLL
         for (int t = 0; t < T; t++) {
             __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * xs[t][b]));
@@ -172,7 +172,6 @@ AVX2_FN void q4_tile_avx2(const uint8_t *group, int64_t nb, const px_qact *a, in
 /* ---- AVX-512 VNNI (on 256-bit registers: 8 rows x 4 columns per instruction) ---- */
 
 AVX512_FN void q8_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, const int T, float *out) {
-    const __m128i *scales = (const __m128i *)(group + (size_t)nb * 256);
     const __m256i bias = _mm256_set1_epi8((char)0x80);
     __m256 acc[8];
     const int8_t *xq[8];
@@ -186,33 +185,44 @@ AVX512_FN void q8_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a
         xs[t] = a->s + (m0 + t) * a->nb;
     }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *codes = group + (size_t)b * 256;
-        __m256i isum[8], isum2[8]; /* two chains per token: vpdpbusd's latency is ~5 cycles */
+        const uint8_t *codes = px_q_codes(group, 256, b);
+        const __m128i *scales = (const __m128i *)px_q_scales(group, 256, b);
+        /* vpdpbusd takes ~5 cycles: independent chains per token, 4 of them for a single token */
+        const int CH = T == 1 ? 4 : 2;
+        __m256i isum[8][4];
         PX_UNROLL
-        for (int t = 0; t < T; t++) isum[t] = _mm256_set1_epi32(-128 * xs[t][b]), isum2[t] = _mm256_setzero_si256();
+        for (int t = 0; t < T; t++) {
+            isum[t][0] = _mm256_set1_epi32(-128 * xs[t][b]);
+            PX_UNROLL
+            for (int c = 1; c < CH; c++) isum[t][c] = _mm256_setzero_si256();
+        }
         PX_UNROLL
-        for (int j = 0; j < 8; j += 2) {
-            __m256i w = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(codes + 32 * j)), bias);
-            __m256i w2 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(codes + 32 * j + 32)), bias);
+        for (int j = 0; j < 8; j += CH) {
+            __m256i w[4];
+            PX_UNROLL
+            for (int c = 0; c < CH; c++)
+                w[c] = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(codes + 32 * (j + c))), bias);
             PX_UNROLL
             for (int t = 0; t < T; t++) {
                 const int8_t *x = xq[t] + b * PX_QBLOCK + 4 * j;
-                isum[t] = _mm256_dpbusd_epi32(isum[t], w, _mm256_set1_epi32(load_i32(x)));
-                isum2[t] = _mm256_dpbusd_epi32(isum2[t], w2, _mm256_set1_epi32(load_i32(x + 4)));
+                PX_UNROLL
+                for (int c = 0; c < CH; c++)
+                    isum[t][c] = _mm256_dpbusd_epi32(isum[t][c], w[c], _mm256_set1_epi32(load_i32(x + 4 * c)));
             }
         }
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales));
         PX_UNROLL
-        for (int t = 0; t < T; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[t], isum2[t])),
-                                     _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+        for (int t = 0; t < T; t++) {
+            __m256i dot = isum[t][0];
+            PX_UNROLL
+            for (int c = 1; c < CH; c++) dot = _mm256_add_epi32(dot, isum[t][c]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+        }
     }
-    PX_UNROLL
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + t * PX_QROWS, acc[t]);
 }
 
 AVX512_FN void q4_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, const int T, float *out) {
-    const __m128i *scales = (const __m128i *)(group + (size_t)nb * 128);
     const __m256i low = _mm256_set1_epi8(15);
     __m256 acc[8];
     const int8_t *xq[8];
@@ -226,178 +236,40 @@ AVX512_FN void q4_tile_avx512(const uint8_t *group, int64_t nb, const px_qact *a
         xs[t] = a->s + (m0 + t) * a->nb;
     }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *codes = group + (size_t)b * 128;
-        __m256i isum[8], isum2[8]; /* two chains per token: vpdpbusd's latency is ~5 cycles */
+        const uint8_t *codes = px_q_codes(group, 128, b);
+        const __m128i *scales = (const __m128i *)px_q_scales(group, 128, b);
+        /* vpdpbusd takes ~5 cycles: independent chains per token (low and high nibbles), and for a
+         * single token also even and odd p */
+        const int CH = T == 1 ? 4 : 2;
+        __m256i isum[8][4];
         PX_UNROLL
-        for (int t = 0; t < T; t++) isum[t] = _mm256_set1_epi32(-8 * xs[t][b]), isum2[t] = _mm256_setzero_si256();
+        for (int t = 0; t < T; t++) {
+            isum[t][0] = _mm256_set1_epi32(-8 * xs[t][b]);
+            PX_UNROLL
+            for (int c = 1; c < CH; c++) isum[t][c] = _mm256_setzero_si256();
+        }
         PX_UNROLL
         for (int p = 0; p < 4; p++) {
             __m256i v = _mm256_load_si256((const __m256i *)(codes + 32 * p));
             __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            const int c0 = CH == 4 ? 2 * (p & 1) : 0;
             PX_UNROLL
             for (int t = 0; t < T; t++) {
                 const int8_t *x = xq[t] + b * PX_QBLOCK + 4 * p;
-                isum[t] = _mm256_dpbusd_epi32(isum[t], lo, _mm256_set1_epi32(load_i32(x)));
-                isum2[t] = _mm256_dpbusd_epi32(isum2[t], hi, _mm256_set1_epi32(load_i32(x + 16)));
+                isum[t][c0] = _mm256_dpbusd_epi32(isum[t][c0], lo, _mm256_set1_epi32(load_i32(x)));
+                isum[t][c0 + 1] = _mm256_dpbusd_epi32(isum[t][c0 + 1], hi, _mm256_set1_epi32(load_i32(x + 16)));
             }
         }
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales + b));
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(scales));
         PX_UNROLL
-        for (int t = 0; t < T; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[t], isum2[t])),
-                                     _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+        for (int t = 0; t < T; t++) {
+            __m256i dot = isum[t][0];
+            PX_UNROLL
+            for (int c = 1; c < CH; c++) dot = _mm256_add_epi32(dot, isum[t][c]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_set1_ps(xd[t][b])), acc[t]);
+        }
     }
-    PX_UNROLL
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + t * PX_QROWS, acc[t]);
-}
-
-/* ---- one token x 4 groups (decode): independent chains across groups, the
- * token's activation bytes broadcast once for all four ---- */
-
-#define GEMV_GROUPS 4
-
-__attribute__((target("avx2,fma,f16c"))) static void q8_gemv4_avx2(const uint8_t *group, size_t stride, int64_t nb,
-                                                                   const px_qact *a, int64_t m, float *out) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
-    const float *xd = a->d + m * a->nb;
-    __m256 acc[GEMV_GROUPS];
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i isum[GEMV_GROUPS];
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) isum[g] = _mm256_setzero_si256();
-        PX_UNROLL
-        for (int j = 0; j < 8; j++) {
-            __m256i xb = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * j));
-            PX_UNROLL
-            for (int g = 0; g < GEMV_GROUPS; g++) {
-                __m256i w = _mm256_load_si256((const __m256i *)(group + g * stride + (size_t)b * 256 + 32 * j));
-                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xb, w));
-                isum[g] = _mm256_add_epi32(isum[g], _mm256_madd_epi16(p, ones));
-            }
-        }
-        __m256 dx = _mm256_set1_ps(xd[b]);
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) {
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 256) + b));
-            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[g]), _mm256_mul_ps(dw, dx), acc[g]);
-        }
-    }
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
-}
-
-__attribute__((target("avx2,fma,f16c"))) static void q4_gemv4_avx2(const uint8_t *group, size_t stride, int64_t nb,
-                                                                   const px_qact *a, int64_t m, float *out) {
-    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(15);
-    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
-    const float *xd = a->d + m * a->nb;
-    const int32_t *xs = a->s + m * a->nb;
-    __m256 acc[GEMV_GROUPS];
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i s16[GEMV_GROUPS];
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) s16[g] = _mm256_setzero_si256();
-        PX_UNROLL
-        for (int p = 0; p < 4; p++) {
-            __m256i xl = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * p));
-            __m256i xh = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 16 + 4 * p));
-            PX_UNROLL
-            for (int g = 0; g < GEMV_GROUPS; g++) {
-                __m256i v = _mm256_load_si256((const __m256i *)(group + g * stride + (size_t)b * 128 + 32 * p));
-                __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                s16[g] = _mm256_add_epi16(s16[g], _mm256_maddubs_epi16(lo, xl));
-                s16[g] = _mm256_add_epi16(s16[g], _mm256_maddubs_epi16(hi, xh));
-            }
-        }
-        __m256 dx = _mm256_set1_ps(xd[b]);
-        __m256i zp = _mm256_set1_epi32(8 * xs[b]);
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) {
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 128) + b));
-            __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16[g], ones), zp);
-            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, dx), acc[g]);
-        }
-    }
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
-}
-
-__attribute__((target(AVX512_TARGET_STR))) static void q8_gemv4_avx512(const uint8_t *group, size_t stride, int64_t nb,
-                                                                      const px_qact *a, int64_t m, float *out) {
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
-    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
-    const float *xd = a->d + m * a->nb;
-    const int32_t *xs = a->s + m * a->nb;
-    __m256 acc[GEMV_GROUPS];
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i isum[GEMV_GROUPS], isum2[GEMV_GROUPS];
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) isum[g] = _mm256_set1_epi32(-128 * xs[b]), isum2[g] = _mm256_setzero_si256();
-        PX_UNROLL
-        for (int j = 0; j < 8; j += 2) {
-            __m256i x0 = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * j));
-            __m256i x1 = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * j + 4));
-            PX_UNROLL
-            for (int g = 0; g < GEMV_GROUPS; g++) {
-                const uint8_t *c = group + g * stride + (size_t)b * 256 + 32 * j;
-                __m256i w0 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)c), bias);
-                __m256i w1 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(c + 32)), bias);
-                isum[g] = _mm256_dpbusd_epi32(isum[g], w0, x0);
-                isum2[g] = _mm256_dpbusd_epi32(isum2[g], w1, x1);
-            }
-        }
-        __m256 dx = _mm256_set1_ps(xd[b]);
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) {
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 256) + b));
-            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[g], isum2[g])), _mm256_mul_ps(dw, dx), acc[g]);
-        }
-    }
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
-}
-
-__attribute__((target(AVX512_TARGET_STR))) static void q4_gemv4_avx512(const uint8_t *group, size_t stride, int64_t nb,
-                                                                      const px_qact *a, int64_t m, float *out) {
-    const __m256i low = _mm256_set1_epi8(15);
-    const int8_t *xq = a->q + m * a->nb * PX_QBLOCK;
-    const float *xd = a->d + m * a->nb;
-    const int32_t *xs = a->s + m * a->nb;
-    __m256 acc[GEMV_GROUPS];
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) acc[g] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i isum[GEMV_GROUPS], isum2[GEMV_GROUPS];
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) isum[g] = _mm256_set1_epi32(-8 * xs[b]), isum2[g] = _mm256_setzero_si256();
-        PX_UNROLL
-        for (int p = 0; p < 4; p++) {
-            __m256i xl = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 4 * p));
-            __m256i xh = _mm256_set1_epi32(load_i32(xq + b * PX_QBLOCK + 16 + 4 * p));
-            PX_UNROLL
-            for (int g = 0; g < GEMV_GROUPS; g++) {
-                __m256i v = _mm256_load_si256((const __m256i *)(group + g * stride + (size_t)b * 128 + 32 * p));
-                __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                isum[g] = _mm256_dpbusd_epi32(isum[g], lo, xl);
-                isum2[g] = _mm256_dpbusd_epi32(isum2[g], hi, xh);
-            }
-        }
-        __m256 dx = _mm256_set1_ps(xd[b]);
-        PX_UNROLL
-        for (int g = 0; g < GEMV_GROUPS; g++) {
-            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(group + g * stride + (size_t)nb * 128) + b));
-            acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(isum[g], isum2[g])), _mm256_mul_ps(dw, dx), acc[g]);
-        }
-    }
-    PX_UNROLL
-    for (int g = 0; g < GEMV_GROUPS; g++) _mm256_storeu_ps(out + g * PX_QROWS, acc[g]);
 }
 
 /* One entry point per (kernel, path): a switch on T so every tile size is
@@ -423,6 +295,6 @@ DISPATCH4(q4_avx2, AVX2_TARGET, q4_tile_avx2)
 DISPATCH8(q8_avx512, AVX512_TARGET, q8_tile_avx512)
 DISPATCH8(q4_avx512, AVX512_TARGET, q4_tile_avx512)
 
-const px_qkernels px_qkernels_avx2 = {q8_avx2, q4_avx2, 4, q8_gemv4_avx2, q4_gemv4_avx2};
-const px_qkernels px_qkernels_avx512 = {q8_avx512, q4_avx512, 8, q8_gemv4_avx512, q4_gemv4_avx512};
+const px_qkernels px_qkernels_avx2 = {q8_avx2, q4_avx2, 4};
+const px_qkernels px_qkernels_avx512 = {q8_avx512, q4_avx512, 8};
 #endif

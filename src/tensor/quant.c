@@ -77,12 +77,12 @@ static void pack_groups(void *arg, int64_t g0, int64_t g1, int thread) {
     memset((char *)j->dst + (size_t)g0 * gb, 0, (size_t)(g1 - g0) * gb);
     for (int64_t g = g0; g < g1; g++) {
         uint8_t *group = (uint8_t *)j->dst + (size_t)g * gb;
-        uint16_t *scales = (uint16_t *)(group + (size_t)nb * bb);
         for (int r = 0; r < PX_QROWS && g * PX_QROWS + r < j->rows; r++) {
             memset(row, 0, (size_t)(nb * PX_QBLOCK) * sizeof(float));
             px_row_to_f32(row, j->src, j->src_type, g * PX_QROWS + r, j->cols);
             for (int64_t b = 0; b < nb; b++)
-                pack_block(group + (size_t)b * bb, scales + b * PX_QROWS, j->t, r, row + b * PX_QBLOCK);
+                pack_block((uint8_t *)px_q_codes(group, bb, b), (uint16_t *)px_q_scales(group, bb, b), j->t, r,
+                           row + b * PX_QBLOCK);
         }
     }
     free(row);
@@ -102,11 +102,10 @@ void px_quant_row_to_f32(float *dst, const void *w, px_dtype t, int64_t row, int
     const int64_t nb = px_q_blocks(cols);
     const size_t bb = px_q_block_bytes(t);
     const uint8_t *group = (const uint8_t *)w + (size_t)(row / PX_QROWS) * px_q_group_bytes(t, nb);
-    const uint16_t *scales = (const uint16_t *)(group + (size_t)nb * bb);
     const int r = (int)(row % PX_QROWS);
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *codes = group + (size_t)b * bb;
-        float d = px_f16_to_f32(scales[b * PX_QROWS + r]);
+        const uint8_t *codes = px_q_codes(group, bb, b);
+        float d = px_f16_to_f32(px_q_scales(group, bb, b)[r]);
         for (int c = 0; c < PX_QBLOCK && b * PX_QBLOCK + c < cols; c++) {
             float v;
             if (t == PX_DTYPE_Q8_0) v = (float)(int8_t)codes[q8_pos(r, c)];

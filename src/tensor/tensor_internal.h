@@ -3,10 +3,12 @@
  * the per-instruction-set kernel tables.
  *
  * Quantized group layout (see tensor.h): for nb = ceil(cols / 32) blocks, a
- * group of 8 rows is  [codes of block 0 .. nb-1][scales: nb x 8 f16, padded
- * to 64 bytes], codes being 256 bytes per block for q8_0 and 128 for q4_0.
- * Groups follow each other; every group starts 64-byte aligned when the
- * buffer does.
+ * group of 8 rows is a run of superblocks of 8 blocks (the last may be
+ * short), each [scales: 8 blocks x 8 rows f16 = 128 bytes][codes of its
+ * blocks], codes being 256 bytes per block for q8_0 and 128 for q4_0. A
+ * kernel thus reads a group as one forward stream (scales just ahead of the
+ * codes they scale); with 128-byte scale areas every code load stays 32-byte
+ * aligned, and groups follow each other 64-byte aligned when the buffer is.
  */
 #ifndef PX_TENSOR_INTERNAL_H
 #define PX_TENSOR_INTERNAL_H
@@ -19,10 +21,19 @@
 
 static inline int64_t px_q_blocks(int64_t cols) { return (cols + PX_QBLOCK - 1) / PX_QBLOCK; }
 static inline int64_t px_q_groups(int64_t rows) { return (rows + PX_QROWS - 1) / PX_QROWS; }
+#define PX_QSUPER 8 /* blocks per superblock */
 static inline size_t px_q_block_bytes(px_dtype t) { return t == PX_DTYPE_Q8_0 ? 256 : 128; }
-static inline size_t px_q_scale_bytes(int64_t nb) { return ((size_t)nb * 16 + 63) & ~(size_t)63; }
 static inline size_t px_q_group_bytes(px_dtype t, int64_t nb) {
-    return (size_t)nb * px_q_block_bytes(t) + px_q_scale_bytes(nb);
+    size_t sb = (size_t)(nb + PX_QSUPER - 1) / PX_QSUPER, bytes = (size_t)nb * px_q_block_bytes(t) + sb * 128;
+    return (bytes + 63) & ~(size_t)63;
+}
+/* where block b's codes and its 8 scales (one per row) are, inside a group */
+static inline const uint8_t *px_q_codes(const uint8_t *group, size_t block_bytes, int64_t b) {
+    return group + (size_t)(b / PX_QSUPER) * (128 + PX_QSUPER * block_bytes) + 128 + (size_t)(b % PX_QSUPER) * block_bytes;
+}
+static inline const uint16_t *px_q_scales(const uint8_t *group, size_t block_bytes, int64_t b) {
+    return (const uint16_t *)(group + (size_t)(b / PX_QSUPER) * (128 + PX_QSUPER * block_bytes) +
+                              (size_t)(b % PX_QSUPER) * 16);
 }
 
 #ifdef PX_HAVE_X86
@@ -77,14 +88,9 @@ void px_qact_rows_avx2(const px_qact *a, const float *x, int64_t K, int64_t m0, 
  * block after block: all paths and tile sizes give bit-identical results. */
 typedef void (*px_qtile_fn)(const uint8_t *group, int64_t nb, const px_qact *a, int64_t m0, int T, float *out);
 
-/* One token (activation row m) against 4 consecutive groups (stride bytes
- * apart): out[g * 8 + r]; the same arithmetic per row as a tile kernel. */
-typedef void (*px_qgemv4_fn)(const uint8_t *group, size_t stride, int64_t nb, const px_qact *a, int64_t m, float *out);
-
 typedef struct {
     px_qtile_fn q8_0, q4_0;
     int max_t;
-    px_qgemv4_fn q8_0_gemv4, q4_0_gemv4; /* NULL: use the tile kernel */
 } px_qkernels;
 
 extern const px_qkernels px_qkernels_portable;
