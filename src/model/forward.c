@@ -23,7 +23,7 @@
 #include <math.h>
 #include <string.h>
 
-#define ATT_TILE 4 /* tokens per attention tile */
+#define ATT_TILE 8 /* tokens per attention tile */
 
 typedef struct {
     int32_t t0, n; /* tokens [t0, t0 + n) of the batch, all of one sequence */

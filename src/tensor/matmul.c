@@ -78,18 +78,23 @@ AVX2_INLINE float tail_avx2(float s, const float *a, const void *b, px_dtype t, 
 AVX2_INLINE void ftile_avx2(const float *x, int64_t K, const int TM, const void *const *w, const int NR, px_dtype t,
                             float out[2][4]) {
     __m256 acc[2][4];
+    PX_UNROLL
     for (int i = 0; i < TM; i++)
+        PX_UNROLL
         for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 v0 = _mm256_loadu_ps(x + k), v1 = TM > 1 ? _mm256_loadu_ps(x + K + k) : v0;
+        PX_UNROLL
         for (int j = 0; j < NR; j++) {
             __m256 wj = load_w8(w[j], t, k);
             acc[0][j] = _mm256_fmadd_ps(v0, wj, acc[0][j]);
             if (TM > 1) acc[1][j] = _mm256_fmadd_ps(v1, wj, acc[1][j]);
         }
     }
+    PX_UNROLL
     for (int i = 0; i < TM; i++)
+        PX_UNROLL
         for (int j = 0; j < NR; j++) out[i][j] = tail_avx2(hsum_avx2(acc[i][j]), x + i * K, w[j], t, k, K);
 }
 
@@ -108,6 +113,80 @@ __attribute__((target("avx2,fma,f16c"))) static void ftile_dispatch(const float 
     if (t == PX_DTYPE_F32) FT_DTYPE(PX_DTYPE_F32);
     else if (t == PX_DTYPE_F16) FT_DTYPE(PX_DTYPE_F16);
     else FT_DTYPE(PX_DTYPE_BF16);
+}
+/* ---- packed panels for many tokens: 16 rows stored k-major (panel[k][16], f32),
+ * 6 tokens x 16 rows accumulated with broadcasts of x[t][k]: 12 FMAs per 2
+ * loads + 6 broadcasts. Each output is one FMA chain over k in order. ---- */
+
+#define PANEL 16
+#define PTOK 6
+
+/* r[i][j] <- r[j][i] for an 8 x 8 block */
+AVX2_INLINE void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* rows [r0, r0 + nr) (nr <= 16) of w into panel[K][16], zero past nr */
+__attribute__((target("avx2,fma,f16c"))) static void pack_panel(float *panel, const px_weight *w, int64_t r0, int nr) {
+    const int64_t K = w->cols;
+    const size_t esz = px_dtype_size(w->dtype);
+    for (int h = 0; h < PANEL; h += 8) {
+        const void *rows[8];
+        for (int j = 0; j < 8; j++)
+            rows[j] = h + j < nr ? (const char *)w->data + (size_t)((r0 + h + j) * K) * esz : NULL;
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            __m256 v[8];
+            for (int j = 0; j < 8; j++) v[j] = rows[j] ? load_w8(rows[j], w->dtype, k) : _mm256_setzero_ps();
+            transpose8(v);
+            for (int l = 0; l < 8; l++) _mm256_storeu_ps(panel + (k + l) * PANEL + h, v[l]);
+        }
+        for (; k < K; k++)
+            for (int j = 0; j < 8; j++) panel[k * PANEL + h + j] = rows[j] ? row_scalar(rows[j], w->dtype, k) : 0;
+    }
+}
+
+AVX2_INLINE void ptile_avx2(const float *x, int64_t K, const int T, const float *panel, float out[PTOK][PANEL]) {
+    __m256 acc[PTOK][2];
+    PX_UNROLL
+    for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m256 w0 = _mm256_loadu_ps(panel + k * PANEL), w1 = _mm256_loadu_ps(panel + k * PANEL + 8);
+        PX_UNROLL
+        for (int t = 0; t < T; t++) {
+            __m256 b = _mm256_broadcast_ss(x + t * K + k);
+            acc[t][0] = _mm256_fmadd_ps(b, w0, acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(b, w1, acc[t][1]);
+        }
+    }
+    PX_UNROLL
+    for (int t = 0; t < T; t++) {
+        _mm256_storeu_ps(out[t], acc[t][0]);
+        _mm256_storeu_ps(out[t] + 8, acc[t][1]);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void ptile(const float *x, int64_t K, int T, const float *panel,
+                                                           float out[PTOK][PANEL]) {
+    switch (T) {
+    case 1: ptile_avx2(x, K, 1, panel, out); break;
+    case 2: ptile_avx2(x, K, 2, panel, out); break;
+    case 3: ptile_avx2(x, K, 3, panel, out); break;
+    case 4: ptile_avx2(x, K, 4, panel, out); break;
+    case 5: ptile_avx2(x, K, 5, panel, out); break;
+    default: ptile_avx2(x, K, 6, panel, out); break;
+    }
 }
 #endif
 
@@ -179,12 +258,49 @@ static inline void put_rows(const segment *s, int64_t m, int64_t n0, int64_t nr,
         memcpy(yr, out, (size_t)nr * sizeof(float));
 }
 
+#ifdef PX_HAVE_X86
+/* rows [r0, r1), many tokens, AVX2: chunks of rows packed into panels, each run
+ * against every block of tokens */
+static void float_rows_packed(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
+    const px_weight *w = s->w, *u = s->up;
+    const int64_t K = job->K, M = job->M;
+    const int64_t chunk = PX_MAX((int64_t)PANEL, (int64_t)((u ? 128 : 256) * 1024 / (K * 4)) / PANEL * PANEL);
+    const int64_t mblock = PX_MAX((int64_t)PTOK, (int64_t)(256 * 1024 / (K * 4)) / PTOK * PTOK);
+    float *wp = tls_buffer(TLS_WIDEN, (size_t)(chunk * K)), *up = u ? tls_buffer(TLS_UP, (size_t)(chunk * K)) : NULL;
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+        const int64_t c1 = PX_MIN(r1, c0 + chunk);
+        for (int64_t p = c0; p < c1; p += PANEL) {
+            pack_panel(wp + (p - c0) * K, w, p, (int)PX_MIN((int64_t)PANEL, c1 - p));
+            if (u) pack_panel(up + (p - c0) * K, u, p, (int)PX_MIN((int64_t)PANEL, c1 - p));
+        }
+        for (int64_t mb = 0; mb < M; mb += mblock)
+            for (int64_t p = c0; p < c1; p += PANEL) {
+                const int nr = (int)PX_MIN((int64_t)PANEL, c1 - p);
+                for (int64_t m = mb; m < PX_MIN(M, mb + mblock); m += PTOK) {
+                    const int T = (int)PX_MIN((int64_t)PTOK, M - m);
+                    float out[PTOK][PANEL], uo[PTOK][PANEL];
+                    ptile(job->x + m * K, K, T, wp + (p - c0) * K, out);
+                    if (u) ptile(job->x + m * K, K, T, up + (p - c0) * K, uo);
+                    for (int t = 0; t < T; t++) put_rows(s, m + t, p, nr, out[t], u ? uo[t] : NULL);
+                }
+            }
+    }
+}
+#endif
+
 /* rows [r0, r1) of a float weight. One or two tokens: tiles straight from the
- * stored rows. More: chunks of rows widened to f32 once (when not f32), each
- * run against every block of tokens. */
+ * stored rows, 8 lanes over k per dot product. More: packed panels on AVX2
+ * (one chain over k per output); in portable C, chunks of rows widened to f32
+ * once, each run against every block of tokens. */
 static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
     const px_weight *w = s->w, *u = s->up;
     const int64_t K = job->K, M = job->M;
+#ifdef PX_HAVE_X86
+    if (job->use_avx2 && M > 2) {
+        float_rows_packed(job, s, r0, r1);
+        return;
+    }
+#endif
     const bool widen = M > 2 && (w->dtype != PX_DTYPE_F32 || (u && u->dtype != PX_DTYPE_F32));
     const int64_t chunk = PX_MIN((int64_t)256, PX_MAX((int64_t)4, (int64_t)((u ? 128 : 256) * 1024 / (K * 4)) & ~(int64_t)3));
     const int64_t mblock = PX_MAX((int64_t)2, (int64_t)(256 * 1024 / (K * 4)) & ~(int64_t)1);

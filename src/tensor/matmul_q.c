@@ -77,7 +77,6 @@ const px_qkernels px_qkernels_portable = {q8_tile_portable, q4_tile_portable, 4}
 
 /* loops over tokens, groups and the codes of a block are short and fixed:
  * unrolled, their accumulators live in registers */
-#define PX_UNROLL _Pragma("GCC unroll 16")
 
 #define AVX512_TARGET_STR "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
 #define AVX2_FN __attribute__((target("avx2,fma,f16c"), always_inline)) static inline

@@ -8,7 +8,9 @@
  * between the reader and the math) and an optional px_pool to spread rows
  * over threads. Every kernel produces results that do not depend on the
  * number of threads, and the quantized matmul gives a token the same result
- * whatever other tokens share its batch.
+ * whatever other tokens share its batch (float weights: the same for batches
+ * of one or two tokens; larger batches take a faster kernel that sums in
+ * another order).
  *
  * Instruction sets: each kernel has a portable C version and x86-64 versions
  * chosen at run time (AVX2+FMA+F16C; AVX-512 VNNI for the int8 dot products).

@@ -19,6 +19,10 @@
 #define PX_HAVE_X86 1
 #endif
 
+/* short loops of fixed trip count (tokens of a tile, rows, chains): unrolled,
+ * so their accumulators live in registers */
+#define PX_UNROLL _Pragma("GCC unroll 16")
+
 static inline int64_t px_q_blocks(int64_t cols) { return (cols + PX_QBLOCK - 1) / PX_QBLOCK; }
 static inline int64_t px_q_groups(int64_t rows) { return (rows + PX_QROWS - 1) / PX_QROWS; }
 #define PX_QSUPER 8 /* blocks per superblock */
