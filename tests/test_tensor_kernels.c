@@ -6,10 +6,10 @@
  *   - quantization: q8_0/q4_0 round trips within their error bounds, 8-bit
  *     activations identical on every path and within half a step;
  *   - matmul for every weight dtype against the product of the dequantized
- *     operands; bit-identical across thread counts and tile positions (a
- *     token alone or in a batch: quantized always, float up to 2 tokens),
- *     px_matmul_multi and px_matmul_swiglu against their unfused forms;
- *     quantized also across instruction-set paths;
+ *     operands (float weights row-major and in panels); bit-identical across
+ *     thread counts, tile positions (a token alone or in a batch) and the two
+ *     float layouts, px_matmul_multi and px_matmul_swiglu against their
+ *     unfused forms; quantized also across instruction-set paths;
  *   - attention over a paged, shuffled f32/f16 K/V store with GQA groups and
  *     sliding windows; a query alone and in a tile give identical results;
  *   - RMSNorm, RoPE (both layouts), SwiGLU, softmax, argmax.
@@ -118,7 +118,7 @@ static void reference_matmul(double *y, const float *x, int64_t M, const px_weig
             xm = xq;
         }
         for (int64_t n = 0; n < N; n++) {
-            px_row_to_f32(row, w->data, w->dtype, n, K);
+            px_weight_row_to_f32(row, w, n);
             double s = 0;
             for (int64_t k = 0; k < K; k++) s += (double)xm[k] * row[k];
             y[m * N + n] = s;
@@ -128,10 +128,12 @@ static void reference_matmul(double *y, const float *x, int64_t M, const px_weig
     free(xq);
 }
 
-static px_weight make_weight(px_dtype t, int64_t N, int64_t K, const float *src) {
-    void *data = px_aligned_alloc(px_weight_bytes(t, N, K));
-    px_weight_pack(NULL, data, t, src, PX_DTYPE_F32, N, K);
-    return (px_weight){t, N, K, data};
+static px_weight make_weight(px_dtype t, int64_t N, int64_t K, const float *src, bool panels) {
+    panels = panels && !px_dtype_is_quantized(t);
+    void *data = px_aligned_alloc(panels ? px_weight_panel_bytes(t, N, K) : px_weight_bytes(t, N, K));
+    if (panels) px_weight_pack_panels(NULL, data, t, src, PX_DTYPE_F32, N, K);
+    else px_weight_pack(NULL, data, t, src, PX_DTYPE_F32, N, K);
+    return (px_weight){t, N, K, data, panels};
 }
 
 static void test_matmul(px_pool *p1, px_pool *p3) {
@@ -144,8 +146,10 @@ static void test_matmul(px_pool *p1, px_pool *p3) {
         x[0] = 4.0f; /* an activation outlier */
         double *ref = px_malloc((size_t)(M * N) * sizeof(double));
         float *y = px_malloc((size_t)(M * N) * sizeof(float)), *y0 = px_malloc((size_t)(M * N) * sizeof(float));
-        for (int t = 0; t < PX_DTYPE_COUNT; t++) {
-            px_weight w = make_weight((px_dtype)t, N, K, wsrc);
+        for (int t = 0; t < PX_DTYPE_COUNT + 3; t++) { /* the float dtypes twice: row-major, then panels */
+            const bool panels = t >= PX_DTYPE_COUNT;
+            if (panels) t -= PX_DTYPE_COUNT;
+            px_weight w = make_weight((px_dtype)t, N, K, wsrc, panels);
             reference_matmul(ref, x, M, &w);
             for (int li = 0; li < n_levels; li++) {
                 px_cpu_level_set(levels[li]);
@@ -173,9 +177,8 @@ static void test_matmul(px_pool *p1, px_pool *p3) {
                 px_matmul(p1, ya, x, M, &w, bias);
                 px_matmul(p3, y, x, M, &w, bias);
                 CHECK(memcmp(ya, y, (size_t)(M * N) * sizeof(float)) == 0);
-                /* a token gives the same result alone as in the batch (float: up to two
-                 * tokens; more run packed panels on AVX2, one chain over k per output) */
-                if (M > 1 && (px_dtype_is_quantized((px_dtype)t) || M <= 2 || levels[li] == PX_CPU_PORTABLE)) {
+                /* a token gives the same result alone as in the batch */
+                if (M > 1) {
                     int64_t m = M - 1;
                     px_matmul(p3, ya, x + m * K, 1, &w, bias);
                     CHECK_MSG(memcmp(ya, y + m * N, (size_t)N * sizeof(float)) == 0,
@@ -183,8 +186,23 @@ static void test_matmul(px_pool *p1, px_pool *p3) {
                 }
                 free(ya);
             }
+            /* the other layout gives the same numbers */
+            if (!px_dtype_is_quantized((px_dtype)t)) {
+                px_weight w2 = make_weight((px_dtype)t, N, K, wsrc, !panels);
+                float *y2 = px_malloc((size_t)(M * N) * sizeof(float));
+                for (int li = 0; li < n_levels; li++) {
+                    px_cpu_level_set(levels[li]);
+                    px_matmul(p3, y, x, M, &w, bias);
+                    px_matmul(p3, y2, x, M, &w2, bias);
+                    CHECK_MSG(!memcmp(y, y2, (size_t)(M * N) * sizeof(float)), "%s M=%lld N=%lld K=%lld %s: layouts differ",
+                              px_dtype_name((px_dtype)t), (long long)M, (long long)N, (long long)K, px_cpu_level_name(levels[li]));
+                }
+                free(y2);
+                px_aligned_free((void *)w2.data);
+            }
             px_cpu_level_set(PX_CPU_AVX512);
             px_aligned_free((void *)w.data);
+            if (panels) t += PX_DTYPE_COUNT;
         }
         free(x), free(wsrc), free(bias), free(ref), free(y), free(y0);
     }
@@ -197,8 +215,8 @@ static void test_fused(px_pool *pool) {
     for (int t = 0; t < PX_DTYPE_COUNT; t++)
         for (int li = 0; li < n_levels; li++) {
             px_cpu_level_set(levels[li]);
-            px_weight a = make_weight((px_dtype)t, N1, K, w1), b = make_weight((px_dtype)t, N2, K, w2);
-            px_weight c = make_weight((px_dtype)t, N3, K, w3);
+            px_weight a = make_weight((px_dtype)t, N1, K, w1, true), b = make_weight((px_dtype)t, N2, K, w2, true);
+            px_weight c = make_weight((px_dtype)t, N3, K, w3, false);
             float y1[M * N1], y2[M * N2], y3[M * N3], z1[M * N1], z2[M * N2], z3[M * N3];
             px_matmul(pool, y1, x, M, &a, NULL);
             px_matmul(pool, y2, x, M, &b, b2);

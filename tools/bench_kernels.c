@@ -57,12 +57,15 @@ int main(int argc, char **argv) {
     px_pool *pool = px_pool_create(threads);
     float *src = px_malloc((size_t)(N * K) * sizeof(float));
     px_weight *w = px_calloc((size_t)mats, sizeof *w);
-    size_t bytes = px_weight_bytes((px_dtype)dtype, N, K);
+    size_t bytes = px_dtype_is_quantized((px_dtype)dtype) ? px_weight_bytes((px_dtype)dtype, N, K)
+                                                          : px_weight_panel_bytes((px_dtype)dtype, N, K);
     for (int i = 0; i < mats; i++) {
         for (long k = 0; k < N * K; k++) src[k] = frand() * 0.05f;
+        bool panels = !px_dtype_is_quantized((px_dtype)dtype); /* as the model loader packs them */
         void *data = px_aligned_alloc(bytes);
-        px_weight_pack(pool, data, (px_dtype)dtype, src, PX_DTYPE_F32, N, K);
-        w[i] = (px_weight){(px_dtype)dtype, N, K, data};
+        if (panels) px_weight_pack_panels(pool, data, (px_dtype)dtype, src, PX_DTYPE_F32, N, K);
+        else px_weight_pack(pool, data, (px_dtype)dtype, src, PX_DTYPE_F32, N, K);
+        w[i] = (px_weight){(px_dtype)dtype, N, K, data, panels};
     }
     float *x = px_malloc((size_t)(M * K) * sizeof(float)), *y = px_malloc((size_t)(M * N) * sizeof(float));
     for (long k = 0; k < M * K; k++) x[k] = frand();

@@ -214,8 +214,7 @@ static void mlp_block(px_model *m, px_pool *pool, int T, int li) {
 
 static void embed_tokens(px_model *m, const px_batch *b) {
     for (int t = 0; t < b->n_tokens; t++)
-        px_row_to_f32(m->scratch.x + (int64_t)t * m->cfg.hidden, m->embed.data, m->embed.dtype, b->tokens[t],
-                      m->cfg.hidden);
+        px_weight_row_to_f32(m->scratch.x + (int64_t)t * m->cfg.hidden, &m->embed, b->tokens[t]);
 }
 
 static void compute_logits(px_model *m, px_pool *pool, const px_batch *b, float *logits) {

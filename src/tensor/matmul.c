@@ -32,94 +32,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- float tiles: out[t][j] = x row t . w row j, rows stored as f32/f16/bf16 ---- */
+/* ---- float weights: panels of 16 rows stored k-major (panel[k][16]); each
+ * output is one FMA chain over k in order, whichever tile computes it ---- */
 
-static float row_scalar(const void *row, px_dtype t, int64_t k) {
-    if (t == PX_DTYPE_F32) return ((const float *)row)[k];
-    uint16_t h = ((const uint16_t *)row)[k];
+static float elem_f(const void *data, px_dtype t, size_t i) {
+    if (t == PX_DTYPE_F32) return ((const float *)data)[i];
+    uint16_t h = ((const uint16_t *)data)[i];
     return t == PX_DTYPE_F16 ? px_f16_to_f32(h) : px_bf16_to_f32(h);
 }
 
-/* portable: 8 lanes over k, a fixed lane reduction, then the tail */
-static float dot_portable(const float *a, const void *b, px_dtype t, int64_t K) {
-    float lane[8] = {0};
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8)
-        for (int l = 0; l < 8; l++) lane[l] += a[k + l] * row_scalar(b, t, k + l);
-    float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-    for (; k < K; k++) s += a[k] * row_scalar(b, t, k);
+/* element (r, k) of a float weight in either layout */
+static inline size_t float_index(const px_weight *w, int64_t r, int64_t k) {
+    if (!w->panels) return (size_t)(r * w->cols + k);
+    return ((size_t)(r / PX_PANEL) * (size_t)w->cols + (size_t)k) * PX_PANEL + (size_t)(r % PX_PANEL);
+}
+
+/* portable: x . row r, one chain over k (like the AVX2 tiles, without fusing) */
+static float dot_portable(const float *x, const px_weight *w, int64_t r) {
+    float s = 0;
+    for (int64_t k = 0; k < w->cols; k++) s += x[k] * elem_f(w->data, w->dtype, float_index(w, r, k));
     return s;
 }
 
 #ifdef PX_HAVE_X86
 #define AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
 
-AVX2_INLINE float hsum_avx2(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);                 /* (0+4) (1+5) (2+6) (3+7) */
-    __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s)); /* (0+4)+(2+6), (1+5)+(3+7) */
-    t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
-    return _mm_cvtss_f32(t);
-}
-
-AVX2_INLINE __m256 load_w8(const void *row, px_dtype t, int64_t k) {
-    if (t == PX_DTYPE_F32) return _mm256_loadu_ps((const float *)row + k);
-    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
+/* 8 consecutive elements of a panel row (f32, f16 or bf16) as f32 */
+AVX2_INLINE __m256 load_f8(const void *p, px_dtype t, size_t i) {
+    if (t == PX_DTYPE_F32) return _mm256_loadu_ps((const float *)p + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
     if (t == PX_DTYPE_F16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-
-AVX2_INLINE float tail_avx2(float s, const float *a, const void *b, px_dtype t, int64_t k, int64_t K) {
-    for (; k < K; k++) s = __builtin_fmaf(a[k], row_scalar(b, t, k), s);
-    return s;
-}
-
-/* TM (1 or 2) tokens x NR (1..4) rows; x rows K apart */
-AVX2_INLINE void ftile_avx2(const float *x, int64_t K, const int TM, const void *const *w, const int NR, px_dtype t,
-                            float out[2][4]) {
-    __m256 acc[2][4];
-    PX_UNROLL
-    for (int i = 0; i < TM; i++)
-        PX_UNROLL
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 v0 = _mm256_loadu_ps(x + k), v1 = TM > 1 ? _mm256_loadu_ps(x + K + k) : v0;
-        PX_UNROLL
-        for (int j = 0; j < NR; j++) {
-            __m256 wj = load_w8(w[j], t, k);
-            acc[0][j] = _mm256_fmadd_ps(v0, wj, acc[0][j]);
-            if (TM > 1) acc[1][j] = _mm256_fmadd_ps(v1, wj, acc[1][j]);
-        }
-    }
-    PX_UNROLL
-    for (int i = 0; i < TM; i++)
-        PX_UNROLL
-        for (int j = 0; j < NR; j++) out[i][j] = tail_avx2(hsum_avx2(acc[i][j]), x + i * K, w[j], t, k, K);
-}
-
-/* the tile for every (dtype, TM, NR) combination, each compiled with constants */
-#define FT(tm, nr, t) ftile_avx2(x, K, tm, w, nr, t, out)
-#define FT_DTYPE(t)                                              \
-    do {                                                         \
-        if (NR == 4) TM == 2 ? FT(2, 4, t) : FT(1, 4, t);       \
-        else if (NR == 3) TM == 2 ? FT(2, 3, t) : FT(1, 3, t);  \
-        else if (NR == 2) TM == 2 ? FT(2, 2, t) : FT(1, 2, t);  \
-        else TM == 2 ? FT(2, 1, t) : FT(1, 1, t);               \
-    } while (0)
-__attribute__((target("avx2,fma,f16c"))) static void ftile_dispatch(const float *x, int64_t K, int TM,
-                                                                    const void *const *w, int NR, px_dtype t,
-                                                                    float out[2][4]) {
-    if (t == PX_DTYPE_F32) FT_DTYPE(PX_DTYPE_F32);
-    else if (t == PX_DTYPE_F16) FT_DTYPE(PX_DTYPE_F16);
-    else FT_DTYPE(PX_DTYPE_BF16);
-}
-/* ---- packed panels for many tokens: 16 rows stored k-major (panel[k][16], f32),
- * 6 tokens x 16 rows accumulated with broadcasts of x[t][k]: 12 FMAs per 2
- * loads + 6 broadcasts. Each output is one FMA chain over k in order. ---- */
-
-#define PANEL 16
-#define PTOK 6
 
 /* r[i][j] <- r[j][i] for an 8 x 8 block */
 AVX2_INLINE void transpose8(__m256 r[8]) {
@@ -137,72 +81,100 @@ AVX2_INLINE void transpose8(__m256 r[8]) {
     r[3] = _mm256_permute2f128_ps(u3, u7, 0x20), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* rows [r0, r0 + nr) (nr <= 16) of w into panel[K][16], zero past nr */
-__attribute__((target("avx2,fma,f16c"))) static void pack_panel(float *panel, const px_weight *w, int64_t r0, int nr) {
+/* rows [r0, r0 + nr) (nr <= 16) of a row-major w into an f32 panel[K][16], zero past nr */
+__attribute__((target("avx2,fma,f16c"))) static void pack_panel_f32(float *panel, const px_weight *w, int64_t r0, int nr) {
     const int64_t K = w->cols;
     const size_t esz = px_dtype_size(w->dtype);
-    for (int h = 0; h < PANEL; h += 8) {
+    for (int h = 0; h < PX_PANEL; h += 8) {
         const void *rows[8];
         for (int j = 0; j < 8; j++)
             rows[j] = h + j < nr ? (const char *)w->data + (size_t)((r0 + h + j) * K) * esz : NULL;
         int64_t k = 0;
         for (; k + 8 <= K; k += 8) {
             __m256 v[8];
-            for (int j = 0; j < 8; j++) v[j] = rows[j] ? load_w8(rows[j], w->dtype, k) : _mm256_setzero_ps();
+            PX_UNROLL
+            for (int j = 0; j < 8; j++) v[j] = rows[j] ? load_f8(rows[j], w->dtype, (size_t)k) : _mm256_setzero_ps();
             transpose8(v);
-            for (int l = 0; l < 8; l++) _mm256_storeu_ps(panel + (k + l) * PANEL + h, v[l]);
+            PX_UNROLL
+            for (int l = 0; l < 8; l++) _mm256_storeu_ps(panel + (k + l) * PX_PANEL + h, v[l]);
         }
         for (; k < K; k++)
-            for (int j = 0; j < 8; j++) panel[k * PANEL + h + j] = rows[j] ? row_scalar(rows[j], w->dtype, k) : 0;
+            for (int j = 0; j < 8; j++) panel[k * PX_PANEL + h + j] = rows[j] ? elem_f(rows[j], w->dtype, (size_t)k) : 0;
     }
 }
 
-AVX2_INLINE void ptile_avx2(const float *x, int64_t K, const int T, const float *panel, float out[PTOK][PANEL]) {
-    __m256 acc[PTOK][2];
+/* T tokens (x rows K apart) x P panels of 16 rows: out[t][16 p + j]; every
+ * output one FMA chain over k. T * P * 2 accumulators (at most 12). */
+AVX2_INLINE void ptile_avx2(const float *x, int64_t K, const int T, const int P, const void *const *panel, px_dtype pt,
+                            float *out /* [T][P * 16] */) {
+    __m256 acc[6][4][2];
     PX_UNROLL
-    for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int t = 0; t < T; t++)
+        PX_UNROLL
+        for (int p = 0; p < P; p++) acc[t][p][0] = acc[t][p][1] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
-        __m256 w0 = _mm256_loadu_ps(panel + k * PANEL), w1 = _mm256_loadu_ps(panel + k * PANEL + 8);
+        __m256 w[4][2];
+        PX_UNROLL
+        for (int p = 0; p < P; p++) {
+            w[p][0] = load_f8(panel[p], pt, (size_t)k * PX_PANEL);
+            w[p][1] = load_f8(panel[p], pt, (size_t)k * PX_PANEL + 8);
+        }
         PX_UNROLL
         for (int t = 0; t < T; t++) {
             __m256 b = _mm256_broadcast_ss(x + t * K + k);
-            acc[t][0] = _mm256_fmadd_ps(b, w0, acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(b, w1, acc[t][1]);
+            PX_UNROLL
+            for (int p = 0; p < P; p++) {
+                acc[t][p][0] = _mm256_fmadd_ps(b, w[p][0], acc[t][p][0]);
+                acc[t][p][1] = _mm256_fmadd_ps(b, w[p][1], acc[t][p][1]);
+            }
         }
     }
     PX_UNROLL
-    for (int t = 0; t < T; t++) {
-        _mm256_storeu_ps(out[t], acc[t][0]);
-        _mm256_storeu_ps(out[t] + 8, acc[t][1]);
-    }
+    for (int t = 0; t < T; t++)
+        PX_UNROLL
+        for (int p = 0; p < P; p++) {
+            _mm256_storeu_ps(out + (t * P + p) * PX_PANEL, acc[t][p][0]);
+            _mm256_storeu_ps(out + (t * P + p) * PX_PANEL + 8, acc[t][p][1]);
+        }
 }
 
-__attribute__((target("avx2,fma,f16c"))) static void ptile(const float *x, int64_t K, int T, const float *panel,
-                                                           float out[PTOK][PANEL]) {
-    switch (T) {
-    case 1: ptile_avx2(x, K, 1, panel, out); break;
-    case 2: ptile_avx2(x, K, 2, panel, out); break;
-    case 3: ptile_avx2(x, K, 3, panel, out); break;
-    case 4: ptile_avx2(x, K, 4, panel, out); break;
-    case 5: ptile_avx2(x, K, 5, panel, out); break;
-    default: ptile_avx2(x, K, 6, panel, out); break;
+/* every (T, P) the float path uses, for each panel dtype */
+#define PT_SHAPES(dt)                                                                                 \
+    switch (T * 8 + P) {                                                                              \
+    case 1 * 8 + 4: ptile_avx2(x, K, 1, 4, panel, dt, out); break;                                   \
+    case 1 * 8 + 3: ptile_avx2(x, K, 1, 3, panel, dt, out); break;                                   \
+    case 1 * 8 + 2: ptile_avx2(x, K, 1, 2, panel, dt, out); break;                                   \
+    case 2 * 8 + 2: ptile_avx2(x, K, 2, 2, panel, dt, out); break;                                   \
+    case 1 * 8 + 1: ptile_avx2(x, K, 1, 1, panel, dt, out); break;                                   \
+    case 2 * 8 + 1: ptile_avx2(x, K, 2, 1, panel, dt, out); break;                                   \
+    case 3 * 8 + 1: ptile_avx2(x, K, 3, 1, panel, dt, out); break;                                   \
+    case 4 * 8 + 1: ptile_avx2(x, K, 4, 1, panel, dt, out); break;                                   \
+    case 5 * 8 + 1: ptile_avx2(x, K, 5, 1, panel, dt, out); break;                                   \
+    default: ptile_avx2(x, K, 6, 1, panel, dt, out); break;                                          \
     }
+__attribute__((target("avx2,fma,f16c"))) static void ptile(const float *x, int64_t K, int T, int P,
+                                                           const void *const *panel, px_dtype pt, float *out) {
+    if (pt == PX_DTYPE_F32) PT_SHAPES(PX_DTYPE_F32)
+    else if (pt == PX_DTYPE_F16) PT_SHAPES(PX_DTYPE_F16)
+    else PT_SHAPES(PX_DTYPE_BF16)
 }
-#endif
 
-/* out[t][j] for TM tokens (x rows K apart) and NR rows of dtype t: one tile */
-static void ftile(bool avx2, const float *x, int64_t K, int TM, const void *const *w, int NR, px_dtype t,
-                  float out[2][4]) {
-#ifdef PX_HAVE_X86
-    if (avx2) {
-        ftile_dispatch(x, K, TM, w, NR, t, out);
-        return;
-    }
-#endif
-    (void)avx2;
-    for (int i = 0; i < TM; i++)
-        for (int j = 0; j < NR; j++) out[i][j] = dot_portable(x + i * K, w[j], t, K);
+AVX2_INLINE float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
 }
+
+__attribute__((target("avx2,fma,f16c"))) static float dot_avx2(const float *a, const float *b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
+    float s = hsum_avx2(acc);
+    for (; k < n; k++) s = __builtin_fmaf(a[k], b[k], s);
+    return s;
+}
+#endif
 
 /* ---- per-thread scratch, freed when the thread exits ---- */
 
@@ -258,81 +230,65 @@ static inline void put_rows(const segment *s, int64_t m, int64_t n0, int64_t nr,
         memcpy(yr, out, (size_t)nr * sizeof(float));
 }
 
-#ifdef PX_HAVE_X86
-/* rows [r0, r1), many tokens, AVX2: chunks of rows packed into panels, each run
- * against every block of tokens */
-static void float_rows_packed(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
-    const px_weight *w = s->w, *u = s->up;
-    const int64_t K = job->K, M = job->M;
-    const int64_t chunk = PX_MAX((int64_t)PANEL, (int64_t)((u ? 128 : 256) * 1024 / (K * 4)) / PANEL * PANEL);
-    const int64_t mblock = PX_MAX((int64_t)PTOK, (int64_t)(256 * 1024 / (K * 4)) / PTOK * PTOK);
-    float *wp = tls_buffer(TLS_WIDEN, (size_t)(chunk * K)), *up = u ? tls_buffer(TLS_UP, (size_t)(chunk * K)) : NULL;
-    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
-        const int64_t c1 = PX_MIN(r1, c0 + chunk);
-        for (int64_t p = c0; p < c1; p += PANEL) {
-            pack_panel(wp + (p - c0) * K, w, p, (int)PX_MIN((int64_t)PANEL, c1 - p));
-            if (u) pack_panel(up + (p - c0) * K, u, p, (int)PX_MIN((int64_t)PANEL, c1 - p));
-        }
-        for (int64_t mb = 0; mb < M; mb += mblock)
-            for (int64_t p = c0; p < c1; p += PANEL) {
-                const int nr = (int)PX_MIN((int64_t)PANEL, c1 - p);
-                for (int64_t m = mb; m < PX_MIN(M, mb + mblock); m += PTOK) {
-                    const int T = (int)PX_MIN((int64_t)PTOK, M - m);
-                    float out[PTOK][PANEL], uo[PTOK][PANEL];
-                    ptile(job->x + m * K, K, T, wp + (p - c0) * K, out);
-                    if (u) ptile(job->x + m * K, K, T, up + (p - c0) * K, uo);
-                    for (int t = 0; t < T; t++) put_rows(s, m + t, p, nr, out[t], u ? uo[t] : NULL);
-                }
-            }
-    }
-}
-#endif
-
-/* rows [r0, r1) of a float weight. One or two tokens: tiles straight from the
- * stored rows, 8 lanes over k per dot product. More: packed panels on AVX2
- * (one chain over k per output); in portable C, chunks of rows widened to f32
- * once, each run against every block of tokens. */
+/* rows [r0, r1) of a float weight (r0 a multiple of 16), every token.
+ * AVX2: panels as stored (weights loaded by the model are), or chunks of a
+ * row-major weight packed into f32 panels once and run against every block
+ * of tokens; one or two tokens take 4 or 2 panels per tile, more take 6
+ * tokens per panel. Portable: one dot product per output. */
 static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t r1) {
     const px_weight *w = s->w, *u = s->up;
     const int64_t K = job->K, M = job->M;
 #ifdef PX_HAVE_X86
-    if (job->use_avx2 && M > 2) {
-        float_rows_packed(job, s, r0, r1);
+    if (job->use_avx2) {
+        const bool rw = !w->panels, ru = u && !u->panels, repack = rw || ru; /* row-major: packed here */
+        const int64_t chunk = repack ? PX_MAX((int64_t)PX_PANEL, (int64_t)((u ? 128 : 256) * 1024 / (K * 4)) / PX_PANEL * PX_PANEL)
+                                     : PX_MAX((int64_t)PX_PANEL, (int64_t)(256 * 1024 / (K * 2)) / PX_PANEL * PX_PANEL);
+        const int64_t mblock = PX_MAX((int64_t)6, (int64_t)(256 * 1024 / (K * 4)) / 6 * 6);
+        float *wp = rw ? tls_buffer(TLS_WIDEN, (size_t)(chunk * K)) : NULL;
+        float *upk = ru ? tls_buffer(TLS_UP, (size_t)(chunk * K)) : NULL;
+        const px_dtype wt = rw ? PX_DTYPE_F32 : w->dtype, ut = !u ? wt : ru ? PX_DTYPE_F32 : u->dtype;
+        const size_t wes = px_dtype_size(wt), ues = px_dtype_size(ut);
+        for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+            const int64_t c1 = PX_MIN(r1, c0 + chunk);
+            for (int64_t p = c0; p < c1 && repack; p += PX_PANEL) {
+                if (rw) pack_panel_f32(wp + (p - c0) * K, w, p, (int)PX_MIN((int64_t)PX_PANEL, c1 - p));
+                if (ru) pack_panel_f32(upk + (p - c0) * K, u, p, (int)PX_MIN((int64_t)PX_PANEL, c1 - p));
+            }
+            const char *wbase = rw ? (const char *)wp - (size_t)(c0 * K) * 4 : (const char *)w->data;
+            const char *ubase = !u ? NULL : ru ? (const char *)upk - (size_t)(c0 * K) * 4 : (const char *)u->data;
+            for (int64_t mb = 0; mb < M; mb += mblock) {
+                const int64_t me = PX_MIN(M, mb + mblock);
+                for (int64_t p = c0; p < c1;) {
+                    /* one token: 4 panels; two: 2; more: one panel, 6 tokens at a time */
+                    const int P = (int)PX_MIN((int64_t)(M == 1 ? 4 : M == 2 ? 2 : 1), (c1 - p + PX_PANEL - 1) / PX_PANEL);
+                    const int64_t nr = PX_MIN((int64_t)P * PX_PANEL, c1 - p);
+                    const void *wpan[4], *upan[4];
+                    for (int q = 0; q < P; q++) {
+                        wpan[q] = wbase + (size_t)((p + q * PX_PANEL) * K) * wes;
+                        if (u) upan[q] = ubase + (size_t)((p + q * PX_PANEL) * K) * ues;
+                    }
+                    for (int64_t m = mb; m < me; m += 6) {
+                        const int T = (int)PX_MIN((int64_t)(P > 1 ? M : 6), me - m);
+                        float out[6 * 4 * PX_PANEL], uo[6 * 4 * PX_PANEL];
+                        ptile(job->x + m * K, K, T, P, wpan, wt, out);
+                        if (u) ptile(job->x + m * K, K, T, P, upan, ut, uo);
+                        for (int t = 0; t < T; t++)
+                            put_rows(s, m + t, p, nr, out + t * P * PX_PANEL, u ? uo + t * P * PX_PANEL : NULL);
+                    }
+                    p += (int64_t)P * PX_PANEL;
+                }
+            }
+        }
         return;
     }
 #endif
-    const bool widen = M > 2 && (w->dtype != PX_DTYPE_F32 || (u && u->dtype != PX_DTYPE_F32));
-    const int64_t chunk = PX_MIN((int64_t)256, PX_MAX((int64_t)4, (int64_t)((u ? 128 : 256) * 1024 / (K * 4)) & ~(int64_t)3));
-    const int64_t mblock = PX_MAX((int64_t)2, (int64_t)(256 * 1024 / (K * 4)) & ~(int64_t)1);
-    float *wbuf = widen ? tls_buffer(TLS_WIDEN, (size_t)(chunk * K)) : NULL;
-    float *ubuf = widen && u ? tls_buffer(TLS_UP, (size_t)(chunk * K)) : NULL;
-    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
-        const int64_t c1 = PX_MIN(r1, c0 + chunk);
-        const void *wrow[256], *urow[256];
-        px_dtype wt = w->dtype, ut = u ? u->dtype : PX_DTYPE_F32;
-        for (int64_t r = c0; r < c1; r++) {
-            if (widen) {
-                px_row_to_f32(wbuf + (r - c0) * K, w->data, w->dtype, r, K);
-                wrow[r - c0] = wbuf + (r - c0) * K;
-                if (u) px_row_to_f32(ubuf + (r - c0) * K, u->data, u->dtype, r, K), urow[r - c0] = ubuf + (r - c0) * K;
-            } else {
-                wrow[r - c0] = (const char *)w->data + (size_t)(r * K) * px_dtype_size(wt);
-                if (u) urow[r - c0] = (const char *)u->data + (size_t)(r * K) * px_dtype_size(ut);
-            }
+    float out[1], uo[1];
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t m = 0; m < M; m++) {
+            out[0] = dot_portable(job->x + m * K, w, r);
+            if (u) uo[0] = dot_portable(job->x + m * K, u, r);
+            put_rows(s, m, r, 1, out, u ? uo : NULL);
         }
-        if (widen) wt = ut = PX_DTYPE_F32;
-        for (int64_t mb = 0; mb < M; mb += mblock)
-            for (int64_t j = c0; j < c1; j += 4) {
-                const int nr = (int)PX_MIN((int64_t)4, c1 - j);
-                for (int64_t m = mb; m < PX_MIN(M, mb + mblock); m += 2) {
-                    const int tm = (int)PX_MIN((int64_t)2, M - m);
-                    float out[2][4], up[2][4];
-                    ftile(job->use_avx2, job->x + m * K, K, tm, wrow + (j - c0), nr, wt, out);
-                    if (u) ftile(job->use_avx2, job->x + m * K, K, tm, urow + (j - c0), nr, ut, up);
-                    for (int i = 0; i < tm; i++) put_rows(s, m + i, j, nr, out[i], u ? up[i] : NULL);
-                }
-            }
-    }
 }
 
 /* groups [g0, g1) of a quantized weight: chunks of groups (about 256 KiB),
@@ -371,7 +327,7 @@ static void mm_units(void *arg, int64_t start, int64_t end, int thread) {
         int64_t u1 = PX_MIN(end, s->first_unit + s->units) - s->first_unit;
         if (u0 >= u1) continue;
         if (px_dtype_is_quantized(s->w->dtype)) quant_groups(job, s, u0, u1);
-        else float_rows(job, s, u0 * PX_QROWS, PX_MIN(u1 * PX_QROWS, s->w->rows));
+        else float_rows(job, s, u0 * PX_PANEL, PX_MIN(u1 * PX_PANEL, s->w->rows));
     }
 }
 
@@ -421,7 +377,8 @@ static void run_job(px_pool *pool, mm_job *job) {
         segment *s = &job->seg[i];
         any_quant |= px_dtype_is_quantized(s->w->dtype) || (s->up && px_dtype_is_quantized(s->up->dtype));
         s->first_unit = units;
-        s->units = px_q_groups(s->w->rows);
+        s->units = px_dtype_is_quantized(s->w->dtype) ? px_q_groups(s->w->rows)
+                                                      : (s->w->rows + PX_PANEL - 1) / PX_PANEL;
         units += s->units;
     }
     job->use_avx2 = px_cpu_level_get() >= PX_CPU_AVX2;
@@ -461,10 +418,12 @@ void px_matmul_swiglu(px_pool *pool, float *y, const float *x, int64_t M, const 
 }
 
 float px_dot(const float *a, const float *b, int64_t n) {
-    const void *w[1] = {b};
-    float out[2][4];
-    ftile(px_cpu_level_get() >= PX_CPU_AVX2, a, n, 1, w, 1, PX_DTYPE_F32, out);
-    return out[0][0];
+#ifdef PX_HAVE_X86
+    if (px_cpu_level_get() >= PX_CPU_AVX2) return dot_avx2(a, b, n);
+#endif
+    float s = 0;
+    for (int64_t k = 0; k < n; k++) s += a[k] * b[k];
+    return s;
 }
 
 void px_axpy(float *y, float alpha, const float *x, int64_t n) {

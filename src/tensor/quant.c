@@ -98,6 +98,53 @@ void px_weight_pack(px_pool *pool, void *dst, px_dtype t, const void *src, px_dt
     px_pool_run(pool, px_q_groups(rows), 64, pack_groups, &j);
 }
 
+/* ---- float panels ---- */
+
+size_t px_weight_panel_bytes(px_dtype t, int64_t rows, int64_t cols) {
+    return (size_t)((rows + PX_PANEL - 1) / PX_PANEL) * PX_PANEL * (size_t)cols * px_dtype_size(t);
+}
+
+static void pack_panels(void *arg, int64_t p0, int64_t p1, int thread) {
+    (void)thread;
+    const pack_job *j = arg;
+    const size_t esz = px_dtype_size(j->t);
+    float *row = px_malloc((size_t)j->cols * sizeof(float));
+    char *tmp = px_malloc((size_t)j->cols * esz);
+    for (int64_t p = p0; p < p1; p++) {
+        char *panel = (char *)j->dst + (size_t)(p * PX_PANEL * j->cols) * esz;
+        for (int r = 0; r < PX_PANEL; r++) {
+            if (p * PX_PANEL + r < j->rows) {
+                px_row_to_f32(row, j->src, j->src_type, p * PX_PANEL + r, j->cols);
+                px_convert(tmp, j->t, row, PX_DTYPE_F32, (size_t)j->cols);
+            } else {
+                memset(tmp, 0, (size_t)j->cols * esz);
+            }
+            if (esz == 4)
+                for (int64_t k = 0; k < j->cols; k++) ((uint32_t *)panel)[k * PX_PANEL + r] = ((const uint32_t *)tmp)[k];
+            else
+                for (int64_t k = 0; k < j->cols; k++) ((uint16_t *)panel)[k * PX_PANEL + r] = ((const uint16_t *)tmp)[k];
+        }
+    }
+    free(row);
+    free(tmp);
+}
+
+void px_weight_pack_panels(px_pool *pool, void *dst, px_dtype t, const void *src, px_dtype src_type, int64_t rows,
+                           int64_t cols) {
+    pack_job j = {dst, t, src_type, src, rows, cols};
+    px_pool_run(pool, (rows + PX_PANEL - 1) / PX_PANEL, 16, pack_panels, &j);
+}
+
+void px_weight_row_to_f32(float *dst, const px_weight *w, int64_t row) {
+    if (!w->panels || px_dtype_is_quantized(w->dtype)) {
+        px_row_to_f32(dst, w->data, w->dtype, row, w->cols);
+        return;
+    }
+    const size_t esz = px_dtype_size(w->dtype);
+    const char *base = (const char *)w->data + ((size_t)(row / PX_PANEL) * PX_PANEL * (size_t)w->cols + (size_t)(row % PX_PANEL)) * esz;
+    for (int64_t k = 0; k < w->cols; k++) px_convert(dst + k, PX_DTYPE_F32, base + (size_t)k * PX_PANEL * esz, w->dtype, 1);
+}
+
 void px_quant_row_to_f32(float *dst, const void *w, px_dtype t, int64_t row, int64_t cols) {
     const int64_t nb = px_q_blocks(cols);
     const size_t bb = px_q_block_bytes(t);

@@ -7,10 +7,8 @@
  * weights are quantized. Kernels take plain pointers and sizes (no framework
  * between the reader and the math) and an optional px_pool to spread rows
  * over threads. Every kernel produces results that do not depend on the
- * number of threads, and the quantized matmul gives a token the same result
- * whatever other tokens share its batch (float weights: the same for batches
- * of one or two tokens; larger batches take a faster kernel that sums in
- * another order).
+ * number of threads, and the matmul gives a token the same result whatever
+ * other tokens share its batch.
  *
  * Instruction sets: each kernel has a portable C version and x86-64 versions
  * chosen at run time (AVX2+FMA+F16C; AVX-512 VNNI for the int8 dot products).
@@ -84,12 +82,27 @@ size_t px_weight_bytes(px_dtype t, int64_t rows, int64_t cols);
 void px_weight_pack(px_pool *pool, void *dst, px_dtype t, const void *src, px_dtype src_type, int64_t rows,
                     int64_t cols);
 
-/* A 2-D weight: row-major [rows, cols]. `data` is borrowed (mmap or owned elsewhere). */
+/* A 2-D weight [rows, cols]. `data` is borrowed (mmap or owned elsewhere).
+ * Layouts: q8_0/q4_0 always their group layout (above); f32/f16/bf16
+ * row-major, or, with `panels`, in panels of PX_PANEL rows stored k-major:
+ * element (r, k) at ((r / 16) * cols + k) * 16 + r % 16, rows past the end
+ * zero (px_weight_pack_panels writes it; the matmul then reads the weights
+ * as they are, where row-major ones are repacked on the fly). */
+#define PX_PANEL 16
 typedef struct {
     px_dtype dtype;
     int64_t rows, cols;
     const void *data;
+    bool panels;
 } px_weight;
+
+/* Row `row` of w in any dtype and layout, as f32. */
+void px_weight_row_to_f32(float *dst, const px_weight *w, int64_t row);
+/* Bytes and packing of the panel layout of a float dtype t (f32/f16/bf16), from
+ * a row-major [rows, cols] src of src_type. */
+size_t px_weight_panel_bytes(px_dtype t, int64_t rows, int64_t cols);
+void px_weight_pack_panels(px_pool *pool, void *dst, px_dtype t, const void *src, px_dtype src_type, int64_t rows,
+                           int64_t cols);
 
 /* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n] when bias != NULL).
  * x: [M, K] f32 with row stride K; y: [M, N] f32. With q8_0/q4_0 weights the
