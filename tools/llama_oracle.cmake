@@ -78,3 +78,11 @@ target_compile_definitions(llama_oracle PRIVATE PX_LLAMA_BIN_DIR="${_px_llama_bi
 target_link_libraries(llama_oracle PRIVATE "${_px_llama_lib}" "${_px_ggml_lib}" "${_px_ggml_base_lib}" m)
 set_target_properties(llama_oracle PROPERTIES BUILD_RPATH "${_px_llama_bin_dir}")
 set(PX_LLAMA_ORACLE ON)
+
+# tools/llama_bench: llama.cpp's speed (llama-bench's method) and llama_model_quantize,
+# for scripts/compare_llamacpp.mjs.
+add_executable(llama_bench ${CMAKE_CURRENT_LIST_DIR}/llama_bench.c)
+target_include_directories(llama_bench SYSTEM PRIVATE "${_px_hdr_dir}/include" "${_px_hdr_dir}/ggml/include")
+target_compile_definitions(llama_bench PRIVATE PX_LLAMA_BIN_DIR="${_px_llama_bin_dir}")
+target_link_libraries(llama_bench PRIVATE "${_px_llama_lib}" "${_px_ggml_lib}" "${_px_ggml_base_lib}" m)
+set_target_properties(llama_bench PROPERTIES BUILD_RPATH "${_px_llama_bin_dir}")

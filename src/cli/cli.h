@@ -20,6 +20,7 @@ int px_cmd_serve(int argc, char **argv);
 int px_cmd_run(int argc, char **argv);
 int px_cmd_join(int argc, char **argv);
 int px_cmd_bench(int argc, char **argv);
+int px_cmd_bench_model(int argc, char **argv);
 
 /* Flag helpers: each prints "parallax: FLAG: ..." and returns false on bad input. */
 bool px_flag_int(const char *flag, const char *value, long min, long max, long *out);

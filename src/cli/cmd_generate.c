@@ -21,7 +21,7 @@ typedef struct {
     int n_ids;
     long n_predict, threads, seed;
     double temp;
-    int dtype;
+    int dtype, kv_dtype;
     bool print_ids, ignore_eos;
 } generate_args;
 
@@ -33,7 +33,8 @@ static void print_help(void) {
            "  -n, --n-predict N    tokens to generate (default 32)\n"
            "      --temp T         sampling temperature; 0 = greedy (default 0.8)\n"
            "      --seed S         random seed (default: from the clock)\n"
-           "      --dtype D        weight dtype: f32, f16, bf16 (default: as stored)\n"
+           "      --dtype D        weight dtype: f32, f16, bf16, q8_0, q4_0 (default: as stored)\n"
+           "      --kv-dtype D     KV cache dtype: f32 or f16 (default f32)\n"
            "  -t, --threads N      threads (default: all CPUs)\n"
            "      --ignore-eos     keep generating after an end-of-sequence token\n"
            "      --print-ids      also print a last line with the generated ids\n"
@@ -41,7 +42,7 @@ static void print_help(void) {
 }
 
 static int parse_args(int argc, char **argv, generate_args *a) {
-    *a = (generate_args){.n_predict = 32, .temp = 0.8, .seed = -1, .dtype = -1, .threads = 0};
+    *a = (generate_args){.n_predict = 32, .temp = 0.8, .seed = -1, .dtype = -1, .kv_dtype = PX_DTYPE_F32, .threads = 0};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) return print_help(), 1;
@@ -57,8 +58,12 @@ static int parse_args(int argc, char **argv, generate_args *a) {
         else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) { if (!px_flag_int(f, v, 1, 1024, &a->threads)) return 2; }
         else if (!strcmp(f, "--seed")) { if (!px_flag_int(f, v, 0, INT32_MAX, &a->seed)) return 2; }
         else if (!strcmp(f, "--temp")) { if (!px_flag_float(f, v, 0, 100, &d)) return 2; a->temp = d; }
-        else if (!strcmp(f, "--dtype")) {
-            if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16)", v);
+        else if (!strcmp(f, "--kv-dtype")) {
+            a->kv_dtype = px_dtype_parse(v);
+            if (a->kv_dtype != PX_DTYPE_F32 && a->kv_dtype != PX_DTYPE_F16)
+                return px_usage_error("--kv-dtype: '%s' is not a KV cache dtype (f32, f16)", v);
+        } else if (!strcmp(f, "--dtype")) {
+            if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16, q8_0, q4_0)", v);
         } else return px_usage_error("generate: unknown flag '%s' (see parallax generate --help)", f);
     }
     if (!a->model_dir) return px_usage_error("generate: -m MODEL_DIR is required");
@@ -256,7 +261,7 @@ int px_cmd_generate(int argc, char **argv) {
     int32_t *blocks = px_malloc((size_t)n_blocks * sizeof *blocks), *out = px_malloc((size_t)(a.n_predict + 1) * 4);
     for (int i = 0; i < n_blocks; i++) blocks[i] = i;
     s.seq = (px_seq_blocks){blocks, n_blocks};
-    s.kv = px_kv_cache_create(c->n_layers, c->n_kv_heads * c->head_dim, KV_BLOCK, n_blocks);
+    s.kv = px_kv_cache_create_typed(c->n_layers, c->n_kv_heads * c->head_dim, KV_BLOCK, n_blocks, (px_dtype)a.kv_dtype);
     s.pool = px_pool_create((int)a.threads);
     s.logits = px_malloc((size_t)c->vocab * sizeof(float));
     int n_out = 0;

@@ -13,6 +13,7 @@ static const px_command commands[] = {
     {"run", px_cmd_run, "start a cluster scheduler: the OpenAI API over a pipeline of joined workers"},
     {"join", px_cmd_join, "join a cluster as a worker and serve the layers the scheduler assigns"},
     {"bench", px_cmd_bench, "serving benchmark: concurrent streams against an OpenAI-compatible server"},
+    {"bench-model", px_cmd_bench_model, "prefill and decode speed of a model on this machine (like llama-bench)"},
 };
 
 static void print_usage(FILE *f) {

@@ -5,14 +5,19 @@
 #include <stdlib.h>
 
 px_kv_cache *px_kv_cache_create(int n_layers, int kv_dim, int block_size, int n_blocks) {
+    return px_kv_cache_create_typed(n_layers, kv_dim, block_size, n_blocks, PX_DTYPE_F32);
+}
+
+px_kv_cache *px_kv_cache_create_typed(int n_layers, int kv_dim, int block_size, int n_blocks, px_dtype dtype) {
     px_kv_cache *kv = px_calloc(1, sizeof *kv);
+    kv->dtype = dtype;
     kv->n_layers = n_layers;
     kv->kv_dim = kv_dim;
     kv->block_size = block_size;
     kv->n_blocks = n_blocks;
     size_t n = (size_t)n_blocks * (size_t)n_layers * (size_t)block_size * (size_t)kv_dim;
-    kv->k = px_aligned_alloc(n * sizeof(float));
-    kv->v = px_aligned_alloc(n * sizeof(float));
+    kv->k = px_aligned_alloc(n * px_dtype_size(dtype));
+    kv->v = px_aligned_alloc(n * px_dtype_size(dtype));
     return kv;
 }
 

@@ -4,7 +4,9 @@
  * check its shape against config.json, and map it. A weight whose stored
  * dtype is the one asked for (and is suitably aligned) is used straight from
  * the mapping; otherwise it is converted into an owned buffer and the mapping
- * is dropped. 1-D tensors (norms, biases) are always held as f32.
+ * is dropped ("quantize on load": --dtype q8_0/q4_0 packs any f32/f16/bf16
+ * checkpoint into the quantized layout here). 1-D tensors (norms, biases)
+ * are always held as f32.
  */
 #include "model_internal.h"
 #include <math.h>
@@ -18,6 +20,7 @@ typedef struct {
     px_safetensors *st;
     const char *dir;
     int dtype; /* -1: as stored */
+    px_pool *pool; /* quantizing on load uses every core */
 } loader;
 
 static void keep_mapping(px_model *m, px_st_mapping map) {
@@ -57,28 +60,37 @@ static const px_st_tensor *find_checked(loader *ld, const char *name, int n_dims
     return t;
 }
 
-/* Maps tensor t and returns its data as `want` dtype (mapped or converted). */
-static const void *data_as(loader *ld, const px_st_tensor *t, px_dtype want) {
+/* Maps tensor t ([rows, cols]; cols = 1 for a vector) and returns its data as
+ * `want` dtype: the mapping itself when it already is and no panels are
+ * asked for, else a converted copy (quantized types are packed into their
+ * group layout here, float matrices of the matmuls into panels). */
+static const void *data_as(loader *ld, const px_st_tensor *t, px_dtype want, int64_t rows, int64_t cols, bool panels) {
     px_st_mapping map;
     if (px_st_map(ld->st, t, &map)) return NULL;
-    size_t n = t->nbytes / px_dtype_size((px_dtype)t->dtype);
-    ld->m->weight_bytes += n * px_dtype_size(want);
-    bool aligned = ((uintptr_t)map.data % px_dtype_size(want)) == 0;
-    if ((px_dtype)t->dtype == want && aligned) {
+    panels = panels && !px_dtype_is_quantized(want);
+    size_t bytes = panels ? px_weight_panel_bytes(want, rows, cols) : px_weight_bytes(want, rows, cols);
+    ld->m->weight_bytes += bytes;
+    bool aligned = !px_dtype_is_quantized(want) && ((uintptr_t)map.data % px_dtype_size(want)) == 0;
+    if ((px_dtype)t->dtype == want && aligned && !panels) {
         keep_mapping(ld->m, map);
         return map.data;
     }
-    void *copy = keep_owned(ld->m, n * px_dtype_size(want));
-    px_convert(copy, want, map.data, (px_dtype)t->dtype, n);
+    void *copy = keep_owned(ld->m, bytes);
+    if (!ld->pool) ld->pool = px_pool_create(0);
+    if (panels) px_weight_pack_panels(ld->pool, copy, want, map.data, (px_dtype)t->dtype, rows, cols);
+    else px_weight_pack(ld->pool, copy, want, map.data, (px_dtype)t->dtype, rows, cols);
     px_st_unmap(&map);
     return copy;
 }
 
-static int load_weight(loader *ld, px_weight *w, const char *name, int64_t rows, int64_t cols) {
+/* A matrix; `matmul`: it feeds px_matmul (float ones then go into panels), else
+ * it is only looked up by row (an embedding that is not also the lm_head). */
+static int load_weight(loader *ld, px_weight *w, const char *name, int64_t rows, int64_t cols, bool matmul) {
     const px_st_tensor *t = find_checked(ld, name, 2, rows, cols);
     if (!t) return -1;
     px_dtype want = ld->dtype < 0 ? (px_dtype)t->dtype : (px_dtype)ld->dtype;
-    w->data = data_as(ld, t, want);
+    w->data = data_as(ld, t, want, rows, cols, matmul);
+    w->panels = matmul && !px_dtype_is_quantized(want);
     w->dtype = want;
     w->rows = rows;
     w->cols = cols;
@@ -88,7 +100,7 @@ static int load_weight(loader *ld, px_weight *w, const char *name, int64_t rows,
 static int load_vector(loader *ld, const float **out, const char *name, int64_t n) {
     const px_st_tensor *t = find_checked(ld, name, 1, n, 0);
     if (!t) return -1;
-    *out = data_as(ld, t, PX_DTYPE_F32);
+    *out = data_as(ld, t, PX_DTYPE_F32, n, 1, false);
     return *out ? 0 : -1;
 }
 
@@ -99,13 +111,13 @@ static int load_layer(loader *ld, int layer, px_layer *L) {
 #define NAME(suffix) (snprintf(n, sizeof n, "model.layers.%d.%s", layer, suffix), n)
     if (load_vector(ld, &L->attn_norm, NAME("input_layernorm.weight"), h) ||
         load_vector(ld, &L->ffn_norm, NAME("post_attention_layernorm.weight"), h) ||
-        load_weight(ld, &L->wq, NAME("self_attn.q_proj.weight"), qd, h) ||
-        load_weight(ld, &L->wk, NAME("self_attn.k_proj.weight"), kvd, h) ||
-        load_weight(ld, &L->wv, NAME("self_attn.v_proj.weight"), kvd, h) ||
-        load_weight(ld, &L->wo, NAME("self_attn.o_proj.weight"), h, qd) ||
-        load_weight(ld, &L->w_gate, NAME("mlp.gate_proj.weight"), c->intermediate, h) ||
-        load_weight(ld, &L->w_up, NAME("mlp.up_proj.weight"), c->intermediate, h) ||
-        load_weight(ld, &L->w_down, NAME("mlp.down_proj.weight"), h, c->intermediate))
+        load_weight(ld, &L->wq, NAME("self_attn.q_proj.weight"), qd, h, true) ||
+        load_weight(ld, &L->wk, NAME("self_attn.k_proj.weight"), kvd, h, true) ||
+        load_weight(ld, &L->wv, NAME("self_attn.v_proj.weight"), kvd, h, true) ||
+        load_weight(ld, &L->wo, NAME("self_attn.o_proj.weight"), h, qd, true) ||
+        load_weight(ld, &L->w_gate, NAME("mlp.gate_proj.weight"), c->intermediate, h, true) ||
+        load_weight(ld, &L->w_up, NAME("mlp.up_proj.weight"), c->intermediate, h, true) ||
+        load_weight(ld, &L->w_down, NAME("mlp.down_proj.weight"), h, c->intermediate, true))
         return -1;
     if (c->qkv_bias && (load_vector(ld, &L->bq, NAME("self_attn.q_proj.bias"), qd) ||
                         load_vector(ld, &L->bk, NAME("self_attn.k_proj.bias"), kvd) ||
@@ -152,7 +164,9 @@ static void show_progress(int done, int total) {
 static int load_slice(loader *ld) {
     px_model *m = ld->m;
     const px_model_config *c = &m->cfg;
-    if (m->start == 0 && load_weight(ld, &m->embed, "model.embed_tokens.weight", c->vocab, c->hidden)) return -1;
+    bool embed_is_head = c->tie_embeddings && m->end == c->n_layers;
+    if (m->start == 0 && load_weight(ld, &m->embed, "model.embed_tokens.weight", c->vocab, c->hidden, embed_is_head))
+        return -1;
     int n = m->end - m->start;
     m->layers = px_calloc((size_t)n, sizeof *m->layers);
     for (int i = 0; i < n; i++) {
@@ -163,7 +177,7 @@ static int load_slice(loader *ld) {
         if (load_vector(ld, &m->final_norm, "model.norm.weight", c->hidden)) return -1;
         const char *head = c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
         if (m->start == 0 && c->tie_embeddings) m->lm_head = m->embed;
-        else if (load_weight(ld, &m->lm_head, head, c->vocab, c->hidden)) return -1;
+        else if (load_weight(ld, &m->lm_head, head, c->vocab, c->hidden, true)) return -1;
     }
     return 0;
 }
@@ -185,6 +199,7 @@ px_model *px_model_load(const char *dir, const px_load_options *opt) {
     }
     if (!(ld.st = px_st_open(dir))) goto fail;
     int rc = load_slice(&ld);
+    px_pool_destroy(ld.pool);
     px_st_close(ld.st); /* mappings stay valid after the file is closed */
     if (rc) goto fail;
     m->inv_freq = rope_inv_freq(&m->cfg);
@@ -199,8 +214,9 @@ void px_model_free(px_model *m) {
     for (int i = 0; i < m->n_mappings; i++) px_st_unmap(&m->mappings[i]);
     for (int i = 0; i < m->n_owned; i++) px_aligned_free(m->owned[i]);
     px_scratch *s = &m->scratch;
-    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->gate, s->up, s->rows, s->scores};
+    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->gate, s->rows, s->scores, s->rope};
     for (size_t i = 0; i < PX_ARRAY_LEN(bufs); i++) px_aligned_free(bufs[i]);
+    free(s->tiles);
     free(m->mappings);
     free(m->owned);
     free(m->layers);
@@ -214,3 +230,7 @@ int px_model_end(const px_model *m) { return m->end; }
 bool px_model_is_first(const px_model *m) { return m->start == 0; }
 bool px_model_is_last(const px_model *m) { return m->end == m->cfg.n_layers; }
 size_t px_model_weight_bytes(const px_model *m) { return m->weight_bytes; }
+size_t px_model_bytes_per_token(const px_model *m) {
+    bool separate_embed = m->start == 0 && !(m->end == m->cfg.n_layers && m->lm_head.data == m->embed.data);
+    return m->weight_bytes - (separate_embed ? px_weight_bytes(m->embed.dtype, m->embed.rows, m->embed.cols) : 0);
+}

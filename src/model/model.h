@@ -71,6 +71,9 @@ int px_model_end(const px_model *m);
 bool px_model_is_first(const px_model *m); /* start == 0: takes token ids */
 bool px_model_is_last(const px_model *m);  /* end == n_layers: gives logits */
 size_t px_model_weight_bytes(const px_model *m);
+/* Bytes of weights one decode step reads: all of them, less the embedding
+ * when it is not also the lm_head (a lookup reads one row). */
+size_t px_model_bytes_per_token(const px_model *m);
 
 /* ---- safetensors: the tensor index of a model directory ----
  * px_st_open() reads the headers of DIR/model.safetensors, or of every shard
@@ -106,15 +109,18 @@ int px_st_map(const px_safetensors *st, const px_st_tensor *t, px_st_mapping *ou
 void px_st_unmap(px_st_mapping *m);
 
 /* ---- KV cache: a pool of fixed-size blocks shared by all sequences ----
- * Layout: k, v = [n_blocks][n_layers][block_size][kv_dim] f32, where
- * n_layers is the number of layers in the slice. A sequence owns a block
- * table: position p lives in block table[p / block_size] at slot p % block_size. */
+ * Layout: k, v = [n_blocks][n_layers][block_size][kv_dim] of dtype (f32, the
+ * default when the struct is zero-initialized, or f16), where n_layers is
+ * the number of layers in the slice. A sequence owns a block table: position
+ * p lives in block table[p / block_size] at slot p % block_size. */
 typedef struct {
     int n_layers, kv_dim, block_size, n_blocks;
-    float *k, *v;
+    void *k, *v;
+    px_dtype dtype;
 } px_kv_cache;
 
 px_kv_cache *px_kv_cache_create(int n_layers, int kv_dim, int block_size, int n_blocks);
+px_kv_cache *px_kv_cache_create_typed(int n_layers, int kv_dim, int block_size, int n_blocks, px_dtype dtype);
 void px_kv_cache_free(px_kv_cache *kv);
 
 typedef struct {

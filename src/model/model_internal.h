@@ -13,7 +13,10 @@ typedef struct {
 } px_layer;
 
 typedef struct {
-    float *x, *xb, *q, *k, *v, *att, *gate, *up, *rows, *scores;
+    float *x, *xb, *q, *k, *v, *att, *gate, *rows, *scores;
+    float *rope;              /* [T, head_dim]: cos, sin of each token's angles */
+    void *tiles;              /* [T] attention tiles (forward.c) */
+    int n_tiles;
     int64_t tokens_cap, rows_cap, scores_cap;
 } px_scratch;
 

@@ -1,26 +1,28 @@
-/* dtype.c - the weight dtypes and exact conversions between them.
+/* dtype.c - the weight dtypes and exact conversions between the float ones.
  *
  * f16 -> f32 goes through a 65536-entry table built once (exact); f32 -> f16
- * and f32 -> bf16 round to nearest even, like torch and numpy.
+ * and f32 -> bf16 round to nearest even, like torch and numpy. The quantized
+ * dtypes (q8_0, q4_0) have their packing and unpacking in quant.c.
  */
-#include "tensor.h"
+#include "tensor_internal.h"
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
-static const char *dtype_names[PX_DTYPE_COUNT] = {"f32", "f16", "bf16"};
-static const size_t dtype_sizes[PX_DTYPE_COUNT] = {4, 2, 2};
+static const char *dtype_names[PX_DTYPE_COUNT] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+static const size_t dtype_sizes[PX_DTYPE_COUNT] = {4, 2, 2, 0, 0};
 
 const char *px_dtype_name(px_dtype t) { return t < PX_DTYPE_COUNT ? dtype_names[t] : "?"; }
 size_t px_dtype_size(px_dtype t) { return t < PX_DTYPE_COUNT ? dtype_sizes[t] : 0; }
+bool px_dtype_is_quantized(px_dtype t) { return t == PX_DTYPE_Q8_0 || t == PX_DTYPE_Q4_0; }
 
 int px_dtype_parse(const char *s) {
     static const struct { const char *name; px_dtype t; } names[] = {
         {"f32", PX_DTYPE_F32}, {"float32", PX_DTYPE_F32}, {"f16", PX_DTYPE_F16},
         {"float16", PX_DTYPE_F16}, {"half", PX_DTYPE_F16}, {"bf16", PX_DTYPE_BF16},
-        {"bfloat16", PX_DTYPE_BF16},
+        {"bfloat16", PX_DTYPE_BF16}, {"q8_0", PX_DTYPE_Q8_0}, {"q4_0", PX_DTYPE_Q4_0},
     };
     for (size_t i = 0; i < PX_ARRAY_LEN(names); i++)
         if (!strcasecmp(s, names[i].name)) return (int)names[i].t;
@@ -97,11 +99,36 @@ void px_convert(void *dst, px_dtype dst_type, const void *src, px_dtype src_type
     for (size_t i = 0; i < n; i++) store_from_f32(dst, dst_type, i, load_as_f32(src, src_type, i));
 }
 
+#ifdef PX_HAVE_X86
+__attribute__((target("avx2,f16c"))) static void widen_avx2(float *dst, const uint16_t *h, px_dtype type, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(h + i));
+        __m256 f = type == PX_DTYPE_F16 ? _mm256_cvtph_ps(v)
+                                        : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+        _mm256_storeu_ps(dst + i, f);
+    }
+    for (; i < n; i++) dst[i] = type == PX_DTYPE_F16 ? px_f16_to_f32(h[i]) : px_bf16_to_f32(h[i]);
+}
+#endif
+
 void px_row_to_f32(float *dst, const void *w, px_dtype type, int64_t row, int64_t cols) {
+    if (px_dtype_is_quantized(type)) {
+        px_quant_row_to_f32(dst, w, type, row, cols);
+        return;
+    }
     const char *base = (const char *)w + (size_t)row * (size_t)cols * px_dtype_size(type);
     if (type == PX_DTYPE_F32) {
         memcpy(dst, base, (size_t)cols * 4);
-    } else if (type == PX_DTYPE_BF16) {
+        return;
+    }
+#ifdef PX_HAVE_X86
+    if (px_cpu_level_get() >= PX_CPU_AVX2) {
+        widen_avx2(dst, (const uint16_t *)base, type, cols);
+        return;
+    }
+#endif
+    if (type == PX_DTYPE_BF16) {
         const uint16_t *h = (const uint16_t *)base;
         for (int64_t i = 0; i < cols; i++) dst[i] = px_bf16_to_f32(h[i]);
     } else {
