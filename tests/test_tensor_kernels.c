@@ -96,6 +96,20 @@ static void test_float_dtypes(void) {
     CHECK(px_f16_to_f32(px_f32_to_f16(5.9604645e-8f)) == 5.9604645e-8f); /* smallest subnormal */
     CHECK(px_f32_to_bf16(1.00390625f) == 0x3f80);             /* tie to even */
     CHECK(px_dtype_parse("Q8_0") == PX_DTYPE_Q8_0 && px_dtype_parse("q4_0") == PX_DTYPE_Q4_0);
+    /* px_convert f32 -> f16 (vectorized on AVX2) equals the scalar rounding, on every path */
+    enum { NC = 1003 };
+    float v[NC];
+    uint16_t h[NC];
+    for (int i = 0; i < NC; i++) v[i] = nrand() * (float)pow(10.0, (int)(urand() * 14) - 9);
+    v[0] = 70000.0f, v[1] = -65519.0f, v[2] = 1e-8f, v[3] = -0.0f;
+    for (int li = 0; li < n_levels; li++) {
+        px_cpu_level_set(levels[li]);
+        px_convert(h, PX_DTYPE_F16, v, PX_DTYPE_F32, NC);
+        int bad = 0;
+        for (int i = 0; i < NC; i++) bad += h[i] != px_f32_to_f16(v[i]);
+        CHECK_MSG(bad == 0, "f32 -> f16 %s: %d values differ from px_f32_to_f16", px_cpu_level_name(levels[li]), bad);
+    }
+    px_cpu_level_set(PX_CPU_AVX512);
     CHECK(px_dtype_is_quantized(PX_DTYPE_Q4_0) && !px_dtype_is_quantized(PX_DTYPE_BF16));
 }
 

@@ -91,12 +91,27 @@ static void store_from_f32(void *dst, px_dtype t, size_t i, float f) {
     }
 }
 
+#ifdef PX_HAVE_X86
+/* f32 -> f16 with F16C (round to nearest even, like px_f32_to_f16; NaNs may keep other payload bits) */
+__attribute__((target("avx2,f16c"))) static size_t f32_to_f16_avx2(uint16_t *dst, const float *src, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+#endif
+
 void px_convert(void *dst, px_dtype dst_type, const void *src, px_dtype src_type, size_t n) {
     if (dst_type == src_type) {
         memcpy(dst, src, n * px_dtype_size(src_type));
         return;
     }
-    for (size_t i = 0; i < n; i++) store_from_f32(dst, dst_type, i, load_as_f32(src, src_type, i));
+    size_t i = 0;
+#ifdef PX_HAVE_X86
+    if (dst_type == PX_DTYPE_F16 && src_type == PX_DTYPE_F32 && px_cpu_level_get() >= PX_CPU_AVX2)
+        i = f32_to_f16_avx2(dst, src, n); /* the KV cache's writes */
+#endif
+    for (; i < n; i++) store_from_f32(dst, dst_type, i, load_as_f32(src, src_type, i));
 }
 
 #ifdef PX_HAVE_X86

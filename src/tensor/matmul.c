@@ -2,24 +2,24 @@
  *
  * The shape of every linear layer in a transformer: x [M, K] (M tokens),
  * w [N, K] (one row per output feature), y [M, N]. Work is split over output
- * rows in units of 8 (a quantized group) across the pool; px_matmul_multi
- * concatenates the units of several weights (q, k, v) so one pool run
- * covers them all, and px_matmul_swiglu computes gate and up for the same
- * units side by side and writes silu(gate) * up.
+ * rows in units (a quantized group of 8 rows, a float panel of 16) across the
+ * pool; px_matmul_multi concatenates the units of several weights (q, k, v)
+ * so one pool run covers them all, and px_matmul_swiglu computes gate and up
+ * for the same units side by side and writes silu(gate) * up.
  *
  * Quantized weights (q8_0, q4_0): x is first quantized to 8 bits (once, in
  * parallel over tokens when there are many), then each thread walks its
  * groups; for each group it runs the tile kernel of matmul_q.c over tiles of
  * T tokens, so the group's codes stay in L1 while all tokens pass by.
  *
- * Float weights: the inner kernel computes a (1 or 2) x 4 tile of dot
- * products with AVX2+FMA when the CPU has it, otherwise portable C. With one
- * or two tokens (decode) it reads f16/bf16 rows as they are stored and widens
- * them in registers; with more, each thread walks its rows in blocks widened
- * to f32 once and reused by every token. Every dot product is summed in the
- * same order whichever path or tile computes it (8 lanes over k, a fixed lane
- * reduction, then the tail), so the result does not depend on thread count,
- * on where a row falls in a tile, or on the other tokens of the batch.
+ * Float weights (AVX2): panels of 16 rows stored k-major (as the loader packs
+ * them; row-major weights are packed on the fly, chunk by chunk). The tile
+ * kernel broadcasts x[t][k] and multiply-adds it into 16 rows at once: 6
+ * tokens x 1 panel, or for decode 1 token x 4 panels / 2 x 2, so there are
+ * always enough independent chains. Each output is one FMA chain over k in
+ * order whatever the tile, so the result does not depend on thread count, on
+ * where a row falls in a tile, or on the other tokens of the batch. Portable
+ * C: one dot product per output.
  *
  * Both paths block for the caches: a thread takes a chunk of its rows (about
  * 256 KiB of weights) and runs every block of tokens (about 256 KiB of
