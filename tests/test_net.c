@@ -201,6 +201,28 @@ static void test_validate(void) {
     CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "data_endpoint"));
     j.data_endpoint = "tcp://127.0.0.1:5000", hw.bandwidth = -1;
     CHECK(px_net_validate(&e, 0) < 0);
+    /* join_reply: a model with layers, or no model yet (model "", 0 layers: stand by) */
+    Parallax__JoinReply jr;
+    parallax__join_reply__init(&jr);
+    jr.accepted = true, jr.model = "/models/m", jr.n_layers = 4, jr.wire_dtype = PARALLAX__DTYPE__BF16, jr.heartbeat_ms = 500;
+    px_net_env(&e, "scheduler", PARALLAX__ENVELOPE__BODY_JOIN_REPLY, &jr);
+    e.version = PX_NET_PROTOCOL_VERSION;
+    CHECK(px_net_validate(&e, 0) == 0);
+    jr.model = "", jr.n_layers = 0;
+    CHECK(px_net_validate(&e, 0) == 0);
+    jr.n_layers = 4; /* layers without a model */
+    CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "join_reply"));
+    jr.model = "/models/m", jr.n_layers = 0; /* a model without layers */
+    CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "join_reply"));
+    /* heartbeat: loading progress can not pass its total */
+    Parallax__Heartbeat hb;
+    parallax__heartbeat__init(&hb);
+    hb.load_done = 10, hb.load_total = 100;
+    px_net_env(&e, "w1", PARALLAX__ENVELOPE__BODY_HEARTBEAT, &hb);
+    e.version = PX_NET_PROTOCOL_VERSION;
+    CHECK(px_net_validate(&e, 0) == 0);
+    hb.load_done = 101;
+    CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "loaded 101 of 100"));
     CHECK(px_net_id_valid("node-1.lan:7@x") && !px_net_id_valid("a b") && !px_net_id_valid("") &&
           !px_net_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
     uint8_t hdr[3] = {0x08, 0x85, 0x01};

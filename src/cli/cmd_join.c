@@ -2,7 +2,9 @@
  * px_worker_options and runs the worker (src/worker/) on this thread; a
  * signal thread turns SIGINT/SIGTERM into a stop request, after which the
  * worker leaves the cluster cleanly. Exit code 1 with one clear line on a
- * fatal error (refused token, version mismatch, unloadable model). */
+ * fatal error (refused token, version mismatch, unloadable model).
+ * $PARALLAX_TEST_LOAD_DELAY_MS (tests only) slows loading down by that many
+ * milliseconds per tensor, so a test can watch the loading progress. */
 #include "cli.h"
 #include "net.h"
 #include "px_base.h"
@@ -95,6 +97,8 @@ static int parse_args(int argc, char **argv, px_worker_options *o) {
     o->data_port = (int)data_port, o->beacon_port = (int)beacon_port;
     o->memory_bytes = (uint64_t)memory;
     o->join_timeout = timeout;
+    const char *delay = getenv("PARALLAX_TEST_LOAD_DELAY_MS"); /* tests: watch loading progress */
+    if (delay && *delay) o->load_delay_ms = (int)PX_MAX(0L, PX_MIN(strtol(delay, NULL, 10), 10000L));
     return 0;
 }
 

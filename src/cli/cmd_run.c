@@ -1,12 +1,15 @@
-/* cmd_run.c - `parallax run`: the cluster's scheduler process. It resolves
- * the model (config + tokenizer only are used here; it holds no weights),
- * starts the scheduler (src/scheduler/: cluster keys in the state dir, the
- * CURVE cluster port, the LAN beacon) and the same OpenAI HTTP server as
- * `parallax serve` with the scheduler as its backend, prints the exact
- * `parallax join` command for other machines, logs when the cluster becomes
- * available (N workers joined and a whole pipeline loaded) and shuts down
- * on SIGINT/SIGTERM (HTTP first, then the scheduler). Signals are blocked
- * before any thread starts so only sigwait() here sees them. */
+/* cmd_run.c - `parallax run`: the cluster's scheduler process. It starts
+ * the scheduler (src/scheduler/: cluster keys in the state dir, the CURVE
+ * cluster port, the LAN beacon) and the same OpenAI HTTP server as
+ * `parallax serve` with the scheduler as its backend, chooses the model
+ * given with -m (config + tokenizer only are used here; it holds no
+ * weights) or, without -m, waits in the "setup" state for the web UI's
+ * Setup page (POST /cluster/setup) to choose one among the --model-dir
+ * directories, the Hugging Face cache or a typed path / repo id; prints the
+ * exact `parallax join` command for other machines, logs when the cluster
+ * becomes available (N workers joined and a whole pipeline loaded) and shuts
+ * down on SIGINT/SIGTERM (HTTP first, then the scheduler). Signals are
+ * blocked before any thread starts so only sigwait() here sees them. */
 #include "cli.h"
 #include "hub.h"
 #include "net.h"
@@ -27,8 +30,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define MAX_MODEL_DIRS 64
+
 typedef struct {
     const char *model, *host, *cluster_host, *api_key, *name, *revision, *state_dir;
+    const char *model_dirs[MAX_MODEL_DIRS];
+    int n_model_dirs;
     long port, cluster_port, workers, heartbeat_ms, beacon_port, context, max_body, max_requests;
     double dead_after;
     int wire_dtype, dtype;
@@ -37,10 +44,13 @@ typedef struct {
 } run_args;
 
 static void print_help(void) {
-    printf("usage: parallax run -m MODEL [options]\n"
+    printf("usage: parallax run [-m MODEL] [options]\n"
            "Starts a cluster scheduler: the OpenAI-compatible API of `parallax serve`, whose requests run\n"
            "as a pipeline over the workers that join (`parallax join`). It holds no weights.\n"
-           "  -m, --model MODEL             a model directory, or a hub repo id (workers load the same)\n"
+           "  -m, --model MODEL             a model directory, or a hub repo id (workers load the same); without\n"
+           "                                it, choose the model on the web page's Setup (http://HOST:PORT/#/setup)\n"
+           "      --model-dir DIR           a directory Setup offers models from (DIR itself, or the models one\n"
+           "                                level down); repeatable. Setup also lists the Hugging Face cache\n"
            "      --revision REV            hub revision (main)\n"
            "  -n, --workers N               workers to wait for before the cluster counts as available (1)\n"
            "      --host ADDR               HTTP address (127.0.0.1)\n"
@@ -59,7 +69,8 @@ static void print_help(void) {
            "      --api-key KEY             require 'Authorization: Bearer KEY' on /v1 ($PARALLAX_API_KEY)\n"
            "      --served-model-name NAME  the model id clients use\n"
            "      --max-body-bytes N, --max-requests N   as for parallax serve\n"
-           "Endpoints: those of parallax serve, plus GET /cluster/status and /cluster/status/stream (NDJSON).\n"
+           "Endpoints: those of parallax serve, plus GET /cluster/status and /cluster/status/stream (NDJSON),\n"
+           "GET /cluster/models, POST /cluster/setup {\"model\", \"nodes\"} and GET /cluster/join (docs/web.md).\n"
            "The join token is printed at start; it is the key to the cluster: keep it private.\n",
            PX_BEACON_PORT);
 }
@@ -98,6 +109,10 @@ static int parse_flag(const char *f, const char *v, run_args *a) {
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (!strcmp(f, ints[i].name)) return px_flag_int(f, v, ints[i].lo, ints[i].hi, ints[i].out) ? 0 : 2;
     if (!strcmp(f, "-m") || !strcmp(f, "--model")) a->model = v;
+    else if (!strcmp(f, "--model-dir")) {
+        if (a->n_model_dirs == MAX_MODEL_DIRS) return px_usage_error("--model-dir: at most %d", MAX_MODEL_DIRS);
+        a->model_dirs[a->n_model_dirs++] = v;
+    }
     else if (!strcmp(f, "--host")) a->host = v;
     else if (!strcmp(f, "--cluster-host")) a->cluster_host = v;
     else if (!strcmp(f, "--api-key")) a->api_key = v;
@@ -125,19 +140,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         int rc = parse_flag(f, v, a);
         if (rc) return rc;
     }
-    if (!a->model) return px_usage_error("run: -m MODEL is required (a directory or a Hugging Face repo id)");
     return 0;
-}
-
-static char *default_name(const char *model) {
-    char *s = px_strdup(model);
-    size_t n = strlen(s);
-    while (n > 1 && s[n - 1] == '/') s[--n] = 0;
-    if (px_hub_is_repo_id(s)) return s;
-    const char *slash = strrchr(s, '/');
-    char *name = px_strdup(slash ? slash + 1 : s);
-    free(s);
-    return name;
 }
 
 /* An address of this machine other machines can use: the cluster host when
@@ -161,16 +164,7 @@ static void public_address(const char *cluster_host, char *out, size_t cap) {
     if (gethostname(out, cap)) snprintf(out, cap, "127.0.0.1");
 }
 
-/* Absolute path of a local model directory, so workers started elsewhere
- * on this machine find it too. */
-static char *model_ref_for_workers(const char *model) {
-    if (px_hub_is_repo_id(model)) return px_strdup(model);
-    char *abs = realpath(model, NULL);
-    return abs ? abs : px_strdup(model);
-}
-
 typedef struct {
-    px_tokenizer *tok;
     px_sched *sched;
     px_server *server;
 } run_state;
@@ -178,40 +172,46 @@ typedef struct {
 static void teardown(run_state *st) {
     px_server_free(st->server); /* first: aborts HTTP requests in flight */
     px_sched_free(st->sched);
-    px_tokenizer_free(st->tok);
 }
 
-static int start_all(const run_args *a, const char *dir, const char *name, run_state *st) {
-    if (!(st->tok = px_tokenizer_load(dir))) return -1;
-    char *ref = model_ref_for_workers(a->model);
-    px_sched_options so = {.model_dir = dir, .model_ref = ref, .revision = a->revision, .model_name = name,
-                           .host = a->cluster_host, .port = a->cluster_port ? (int)a->cluster_port : -1,
-                           .state_dir = a->state_dir, .wire_dtype = a->wire_dtype, .weight_dtype = a->dtype,
-                           .heartbeat_ms = (int)a->heartbeat_ms, .dead_after = a->dead_after, .beacon = !a->no_beacon,
-                           .beacon_port = (int)a->beacon_port, .min_workers = (int)a->workers,
-                           .worker_kv_bytes = a->worker_kv, .context_length = (int)a->context};
-    st->sched = px_sched_create(&so);
-    free(ref);
-    if (!st->sched) return -1;
-    px_server_backend be = px_sched_backend(st->sched);
-    px_server_options svo = {.host = a->host, .port = a->port ? (int)a->port : -1, .api_key = a->api_key,
-                             .model_name = name, .max_body_bytes = (size_t)a->max_body,
-                             .max_requests = (int)a->max_requests};
-    if (!(st->server = px_server_create_backend(&be, st->tok, px_sched_context_length(st->sched), &svo))) return -1;
-    if (px_server_start(st->server)) return -1;
+static int start_all(const run_args *a, run_state *st) {
     char addr[256];
     public_address(a->cluster_host, addr, sizeof addr);
-    const char *tok = px_sched_token(st->sched);
-    int cport = px_sched_port(st->sched);
-    px_log_info("scheduler for %s as '%s' (%d layers): HTTP on http://%s%s%s:%d, cluster port %d; waiting for %ld "
-                "worker%s",
-                dir, name, px_sched_n_layers(st->sched), strchr(a->host, ':') ? "[" : "", a->host,
-                strchr(a->host, ':') ? "]" : "", px_server_port(st->server), cport, a->workers, a->workers == 1 ? "" : "s");
-    printf("To add a worker, run on each machine:\n"
-           "  parallax join -s %s:%d --token %s\n",
-           addr, cport, tok);
-    if (!a->no_beacon) printf("or, on this LAN:\n  parallax join -s auto --token %s\n", tok);
+    px_sched_options so = {.served_name = a->name, .revision = a->revision, .model_dirs = a->model_dirs,
+                           .n_model_dirs = a->n_model_dirs, .join_address = addr, .host = a->cluster_host,
+                           .port = a->cluster_port ? (int)a->cluster_port : -1, .state_dir = a->state_dir,
+                           .wire_dtype = a->wire_dtype, .weight_dtype = a->dtype, .heartbeat_ms = (int)a->heartbeat_ms,
+                           .dead_after = a->dead_after, .beacon = !a->no_beacon, .beacon_port = (int)a->beacon_port,
+                           .min_workers = (int)a->workers, .worker_kv_bytes = a->worker_kv,
+                           .context_length = (int)a->context};
+    if (!(st->sched = px_sched_create(&so))) return -1;
+    px_server_backend be = px_sched_backend(st->sched);
+    px_server_options svo = {.host = a->host, .port = a->port ? (int)a->port : -1, .api_key = a->api_key,
+                             .model_name = a->name, .max_body_bytes = (size_t)a->max_body,
+                             .max_requests = (int)a->max_requests};
+    if (!(st->server = px_server_create_backend(&be, NULL, 0, &svo))) return -1;
+    px_sched_attach_server(st->sched, st->server);
+    if (a->model && px_sched_setup(st->sched, a->model, (int)a->workers)) return -1;
+    if (px_server_start(st->server)) return -1;
+    char *cmd = px_sched_join_command(st->sched), *name = px_sched_model_name(st->sched),
+         *dir = px_sched_model_dir(st->sched);
+    const char *lb = strchr(a->host, ':') ? "[" : "", *rb = strchr(a->host, ':') ? "]" : "";
+    int cport = px_sched_port(st->sched), hport = px_server_port(st->server);
+    if (name)
+        px_log_info("scheduler for %s as '%s' (%d layers): HTTP on http://%s%s%s:%d, cluster port %d; waiting for %ld "
+                    "worker%s",
+                    dir, name, px_sched_n_layers(st->sched), lb, a->host, rb, hport, cport, a->workers,
+                    a->workers == 1 ? "" : "s");
+    else
+        px_log_info("scheduler without a model yet: HTTP on http://%s%s%s:%d, cluster port %d; choose the model at "
+                    "http://%s%s%s:%d/#/setup (or POST /cluster/setup); workers that join meanwhile wait for it",
+                    lb, a->host, rb, hport, cport, lb, a->host, rb, hport);
+    printf("To add a worker, run on each machine:\n  %s\n", cmd);
+    if (!a->no_beacon) printf("or, on this LAN:\n  parallax join -s auto --token %s\n", px_sched_token(st->sched));
     fflush(stdout);
+    free(cmd);
+    free(name);
+    free(dir);
     return 0;
 }
 
@@ -225,21 +225,15 @@ int px_cmd_run(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    px_hub_options ho = {.revision = a.revision, .progress = true, .skip_weights = true}; /* config + tokenizer */
-    char *dir = px_hub_model_dir(a.model, &ho), *name = a.name ? px_strdup(a.name) : default_name(a.model);
     run_state st = {0};
-    if (!dir || start_all(&a, dir, name, &st)) {
+    if (start_all(&a, &st)) {
         fprintf(stderr, "parallax: %s\n", px_error_get());
         teardown(&st);
-        free(dir);
-        free(name);
         return 1;
     }
     int sig = 0;
     sigwait(&set, &sig);
     px_log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     teardown(&st);
-    free(dir);
-    free(name);
     return 0;
 }

@@ -21,6 +21,9 @@ typedef struct {
     const char *dir;
     int dtype; /* -1: as stored */
     px_pool *pool; /* quantizing on load uses every core */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
+    uint64_t done, total; /* bytes of the slice's tensors in the files */
 } loader;
 
 static void keep_mapping(px_model *m, px_st_mapping map) {
@@ -67,6 +70,10 @@ static const px_st_tensor *find_checked(loader *ld, const char *name, int n_dims
 static const void *data_as(loader *ld, const px_st_tensor *t, px_dtype want, int64_t rows, int64_t cols, bool panels) {
     px_st_mapping map;
     if (px_st_map(ld->st, t, &map)) return NULL;
+    if (ld->progress) {
+        ld->done = PX_MIN(ld->done + t->nbytes, ld->total);
+        ld->progress(ld->progress_user, ld->done, ld->total);
+    }
     panels = panels && !px_dtype_is_quantized(want);
     size_t bytes = panels ? px_weight_panel_bytes(want, rows, cols) : px_weight_bytes(want, rows, cols);
     ld->m->weight_bytes += bytes;
@@ -161,6 +168,23 @@ static void show_progress(int done, int total) {
     if (done == total) fputc('\n', stderr);
 }
 
+/* Bytes of the tensors in the files that a slice [start, end) reads. */
+static uint64_t slice_file_bytes(const px_safetensors *st, const px_model *m) {
+    const px_model_config *c = &m->cfg;
+    bool last = m->end == c->n_layers;
+    uint64_t total = 0;
+    for (int i = 0; i < px_st_count(st); i++) {
+        const px_st_tensor *t = px_st_at(st, i);
+        int layer;
+        bool need = false;
+        if (sscanf(t->name, "model.layers.%d.", &layer) == 1) need = layer >= m->start && layer < m->end;
+        else if (!strcmp(t->name, "model.embed_tokens.weight")) need = m->start == 0 || (last && c->tie_embeddings);
+        else if (!strcmp(t->name, "model.norm.weight") || !strcmp(t->name, "lm_head.weight")) need = last;
+        if (need) total += t->nbytes;
+    }
+    return total;
+}
+
 static int load_slice(loader *ld) {
     px_model *m = ld->m;
     const px_model_config *c = &m->cfg;
@@ -192,13 +216,19 @@ px_model *px_model_load(const char *dir, const px_load_options *opt) {
                      m->cfg.n_layers);
         goto fail;
     }
-    loader ld = {.m = m, .dir = dir, .dtype = opt ? opt->dtype : -1};
+    loader ld = {.m = m, .dir = dir, .dtype = opt ? opt->dtype : -1, .progress = opt ? opt->progress : NULL,
+                 .progress_user = opt ? opt->progress_user : NULL};
     if (ld.dtype >= PX_DTYPE_COUNT) {
         px_error_set("invalid weight dtype %d", ld.dtype);
         goto fail;
     }
     if (!(ld.st = px_st_open(dir))) goto fail;
+    if (ld.progress) {
+        ld.total = slice_file_bytes(ld.st, m);
+        ld.progress(ld.progress_user, 0, ld.total);
+    }
     int rc = load_slice(&ld);
+    if (!rc && ld.progress) ld.progress(ld.progress_user, ld.total, ld.total);
     px_pool_destroy(ld.pool);
     px_st_close(ld.st); /* mappings stay valid after the file is closed */
     if (rc) goto fail;

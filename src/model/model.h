@@ -59,6 +59,12 @@ int px_model_config_load(const char *dir, px_model_config *cfg);
 typedef struct {
     int start, end;    /* layer slice [start, end); end <= 0 means n_layers */
     int dtype;         /* weight dtype; -1 keeps each tensor as stored */
+    /* Optional: called from the loading thread with the bytes (as stored in
+     * the files) of the slice's tensors mapped or converted so far and their
+     * total: once with done = 0, after every tensor, and done = total at the
+     * end of a successful load. */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
 } px_load_options;
 
 typedef struct px_model px_model;

@@ -203,8 +203,11 @@ static int check_body(const Parallax__Envelope *e, size_t act_len) {
         const Parallax__JoinReply *r = e->join_reply;
         if (!text_ok(r->reason, PX_NET_MAX_TEXT) || !text_ok(r->model, 4096) || !text_ok(r->revision, 256))
             FAIL("join_reply: text too long");
-        if (r->accepted && (r->n_layers < 1 || r->n_layers > PX_NET_MAX_LAYERS || !px_net_dtype_size(r->wire_dtype) ||
-                            r->weight_dtype > 3 || !*r->model || r->heartbeat_ms < 10 || r->heartbeat_ms > 60000))
+        /* model "" with n_layers 0: accepted, no model chosen yet (stand by) */
+        bool none = !*r->model && r->n_layers == 0;
+        if (r->accepted && ((!none && (r->n_layers < 1 || r->n_layers > PX_NET_MAX_LAYERS || !*r->model)) ||
+                            !px_net_dtype_size(r->wire_dtype) || r->weight_dtype > 3 || r->heartbeat_ms < 10 ||
+                            r->heartbeat_ms > 60000))
             FAIL("join_reply: model, layers, dtypes or heartbeat out of range");
         return 0;
     }
@@ -212,6 +215,8 @@ static int check_body(const Parallax__Envelope *e, size_t act_len) {
         const Parallax__Heartbeat *h = e->heartbeat;
         if (!finite_ok(h->layer_latency) || h->layer_latency < 0) FAIL("heartbeat: layer_latency %g", h->layer_latency);
         if (h->n_rtts > PX_NET_MAX_PEERS) FAIL("heartbeat: %zu RTTs", h->n_rtts);
+        if (h->load_done > h->load_total) FAIL("heartbeat: loaded %llu of %llu bytes", (unsigned long long)h->load_done,
+                                               (unsigned long long)h->load_total);
         for (size_t i = 0; i < h->n_rtts; i++)
             if (!px_net_id_valid(h->rtts[i]->peer) || !finite_ok(h->rtts[i]->seconds) || h->rtts[i]->seconds < 0)
                 FAIL("heartbeat: RTT entry %zu", i);

@@ -184,6 +184,7 @@ void px_sched_abort_all(px_sched *s, const char *why) {
 /* ---- routing ---- */
 
 static int route_request(px_sched *s, px_route *out) {
+    if (!s->has_model) return -1;
     int n_slots = s->cap_workers, n = 0;
     px_route_slice *sl = px_calloc((size_t)n_slots + 1, sizeof *sl);
     for (int i = 0; i < n_slots; i++) {
@@ -386,6 +387,7 @@ void px_sched_on_token(px_sched *s, int slot, const Parallax__Token *t) {
 
 static int validate(const px_sched *s, const int32_t *prompt, int n, const px_sampling *p) {
     int V = s->cfg.vocab;
+    if (!s->has_model) return px_error_set("no model is chosen yet"), -1;
     if (!prompt || n < 1) return px_error_set("empty prompt"), -1;
     if (n >= s->context_length)
         return px_error_set("prompt of %d tokens; the context holds %d", n, s->context_length), -1;

@@ -20,7 +20,14 @@
  * sends Assign; the worker is not routable until it answers Ready for that
  * generation. Requests routed through a worker that dies or changes slice
  * are re-routed (requests.c). A message from a node we do not know (it was
- * timed out, or we restarted) is answered "join again". */
+ * timed out, or we restarted) is answered "join again".
+ *
+ * Without a model (state "setup") the membership is a stand-in whose one
+ * layer fits no node: workers join, heartbeat and stand by (JoinReply with
+ * model ""); a worker's own slice is remembered for later. When a model is
+ * chosen (setup.c) px_sched_use_model_locked() joins every worker into a
+ * new membership for it, runs phase 1 once over all of them and sends each
+ * a JoinReply naming the model, then its Assign. */
 #include "px_base.h"
 #include "sched_internal.h"
 
@@ -212,9 +219,9 @@ static void send_join_reply(px_sched *s, int slot) {
     Parallax__JoinReply r;
     parallax__join_reply__init(&r);
     r.accepted = true;
-    r.model = s->model_ref;
-    r.revision = (char *)(s->revision ? s->revision : "");
-    r.n_layers = (uint32_t)s->cfg.n_layers;
+    r.model = s->has_model ? s->model_ref : ""; /* none yet: stand by until setup */
+    r.revision = (char *)(s->has_model && s->revision ? s->revision : "");
+    r.n_layers = s->has_model ? (uint32_t)s->cfg.n_layers : 0;
     r.wire_dtype = (uint32_t)s->opt.wire_dtype;
     r.heartbeat_ms = (uint32_t)s->opt.heartbeat_ms;
     r.weight_dtype = s->opt.weight_dtype >= 0 ? (uint32_t)s->opt.weight_dtype + 1 : 0;
@@ -224,7 +231,7 @@ static void send_join_reply(px_sched *s, int slot) {
 
 static void on_join(px_sched *s, const char *peer, const Parallax__Join *j) {
     double now = px_time_now();
-    if (j->manual && j->manual_end > s->cfg.n_layers)
+    if (j->manual && s->has_model && j->manual_end > s->cfg.n_layers)
         return refuse_join(s, peer, "manual slice beyond the model's layers (%s)", s->model_name);
     int old = find_worker(s, peer);
     if (old >= 0 && !memcmp(s->workers[old].key, j->data_key.data, PX_NET_KEY_BYTES) &&
@@ -243,7 +250,8 @@ static void on_join(px_sched *s, const char *peer, const Parallax__Join *j) {
     info.memory_bytes = j->hw->memory_bytes;
     info.bandwidth = j->hw->bandwidth;
     info.flops = j->hw->flops;
-    if (j->manual) info.manual_start = j->manual_start, info.manual_end = j->manual_end;
+    /* without a model the slice is kept for later (setup.c checks it against the chosen model) */
+    if (j->manual && s->has_model) info.manual_start = j->manual_start, info.manual_end = j->manual_end;
     px_change_list l = {0};
     if (px_cluster_join(s->cluster, &info, now, &l)) {
         px_change_list_free(&l);
@@ -260,7 +268,8 @@ static void on_join(px_sched *s, const char *peer, const Parallax__Join *j) {
     snprintf(w->endpoint, sizeof w->endpoint, "%s", j->data_endpoint);
     memcpy(w->key, j->data_key.data, PX_NET_KEY_BYTES);
     w->cores = (int)j->hw->cores, w->memory_bytes = j->hw->memory_bytes;
-    w->bandwidth = j->hw->bandwidth, w->flops = j->hw->flops, w->manual = j->manual;
+    w->bandwidth = j->hw->bandwidth, w->flops = j->hw->flops, w->manual = j->manual && s->has_model;
+    w->manual_start = j->manual ? j->manual_start : -1, w->manual_end = j->manual ? j->manual_end : -1;
     w->start = w->end = -1;
     w->joined_at = w->last_seen = now;
     for (int i = 0; i < s->cap_workers; i++) s->rtt[slot * s->cap_workers + i] = s->rtt[i * s->cap_workers + slot] = NAN;
@@ -305,6 +314,7 @@ static void on_heartbeat(px_sched *s, int slot, const Parallax__Heartbeat *h) {
     w->positions = h->positions, w->steps = h->steps;
     w->bytes_in = h->bytes_in, w->bytes_out = h->bytes_out, w->items_in = h->items_in;
     w->kv_blocks_total = (int)h->kv_blocks_total, w->kv_blocks_used = (int)h->kv_blocks_used;
+    w->load_done = h->load_done, w->load_total = h->load_total;
     for (size_t i = 0; i < h->n_rtts; i++) {
         int peer = find_worker(s, h->rtts[i]->peer);
         if (peer < 0) continue;
@@ -379,6 +389,7 @@ static void check_timeouts(px_sched *s, double now) {
 }
 
 bool px_sched_has_chain_locked(px_sched *s) {
+    if (!s->has_model) return false;
     /* reachable[l]: some chain of ready slices covers [0, l) */
     int L = s->cfg.n_layers;
     bool *reach = px_calloc((size_t)L + 1, 1);
@@ -447,6 +458,13 @@ static void *sched_main(void *arg) {
 
 /* ---- create / free ---- */
 
+/* The membership of a scheduler without a model: one layer no node can
+ * hold, so every worker that joins stands by until a model is chosen. */
+static px_cluster *standby_cluster(const px_cluster_params *cp) {
+    px_model_cost none = {.n_layers = 1, .layer_bytes = (uint64_t)1 << 62};
+    return px_cluster_create(&none, cp);
+}
+
 px_sched *px_sched_create(const px_sched_options *o) {
     px_sched *s = px_calloc(1, sizeof *s);
     s->opt = *o;
@@ -454,27 +472,33 @@ px_sched *px_sched_create(const px_sched_options *o) {
     if (s->opt.dead_after <= 0) s->opt.dead_after = 3.0;
     if (s->opt.route_timeout <= 0) s->opt.route_timeout = 300;
     if (s->opt.max_retries <= 0) s->opt.max_retries = 8;
+    if (s->opt.min_workers < 1) s->opt.min_workers = 1;
     if (!px_net_dtype_size(s->opt.wire_dtype)) s->opt.wire_dtype = PARALLAX__DTYPE__BF16;
-    s->model_dir = px_strdup(o->model_dir);
-    s->model_ref = px_strdup(o->model_ref ? o->model_ref : o->model_dir);
+    s->served_name = o->served_name ? px_strdup(o->served_name) : NULL;
     s->revision = o->revision ? px_strdup(o->revision) : NULL;
-    s->model_name = px_strdup(o->model_name ? o->model_name : "default");
     s->host = px_strdup(o->host ? o->host : "0.0.0.0");
     s->state_dir = o->state_dir ? px_strdup(o->state_dir) : px_net_default_state_dir();
+    if (o->join_address) s->join_address = px_strdup(o->join_address);
+    else {
+        char h[256];
+        s->join_address = px_strdup(gethostname(h, sizeof h) ? "127.0.0.1" : h);
+    }
+    s->n_model_dirs = PX_MAX(o->n_model_dirs, 0);
+    s->model_dirs = px_calloc((size_t)s->n_model_dirs + 1, sizeof *s->model_dirs);
+    for (int i = 0; i < s->n_model_dirs; i++) s->model_dirs[i] = px_strdup(o->model_dirs[i]);
+    s->opt.served_name = s->opt.revision = s->opt.join_address = NULL, s->opt.model_dirs = NULL; /* use the copies */
     s->wake_fd = -1;
     s->started = px_time_now();
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->changed, NULL);
     pthread_mutex_init(&s->cmd_mu, NULL);
+    pthread_mutex_init(&s->setup_mu, NULL);
     atomic_store(&s->next_id, 1);
     s->next_attempt = 1;
-    if (px_model_config_load(s->model_dir, &s->cfg) || px_model_cost_from_config(s->model_dir, &s->cost)) goto fail;
-    s->context_length = o->context_length > 0 ? PX_MIN(o->context_length, s->cfg.max_pos) : s->cfg.max_pos;
-    px_cluster_params cp;
-    px_cluster_params_default(&cp);
-    cp.heartbeat_timeout = s->opt.dead_after * 10; /* our own timeouts act first */
-    cp.unknown_rtt = 0.005;                         /* a newcomer is routable before its RTTs are measured */
-    if (!(s->cluster = px_cluster_create(&s->cost, &cp))) goto fail;
+    px_cluster_params_default(&s->cparams);
+    s->cparams.heartbeat_timeout = s->opt.dead_after * 10; /* our own timeouts act first */
+    s->cparams.unknown_rtt = 0.005;                         /* a newcomer is routable before its RTTs are measured */
+    if (!(s->cluster = standby_cluster(&s->cparams))) goto fail;
     if (px_net_state_load(s->state_dir, &s->keys)) goto fail;
     s->token = px_net_token_format(&s->keys);
     if (!(s->net = px_net_new(&s->keys))) goto fail;
@@ -506,6 +530,101 @@ fail: {
 }
 }
 
+/* ---- a new model over the same workers ---- */
+
+static void reset_worker_for_model(sworker *w) {
+    w->start = w->end = -1;
+    w->ready = false;
+    w->manual = false;
+    w->load = w->inflight = 0;
+    w->layer_latency = w->busy_seconds = 0;
+    w->positions = w->bytes_in = w->bytes_out = w->items_in = w->steps = 0;
+    w->kv_blocks_total = w->kv_blocks_used = 0;
+    w->kv_tokens = w->load_done = w->load_total = 0;
+    w->first_hb_at = w->first_hb_busy = 0;
+    w->ready_at = 0;
+}
+
+void px_sched_use_model_locked(px_sched *s, sched_model *m) {
+    px_sched_abort_all(s, "the model changed"); /* none expected: setup checks first */
+    free(s->model_dir), free(s->model_ref), free(s->revision), free(s->model_name);
+    s->model_dir = m->dir, s->model_ref = m->ref, s->revision = m->revision, s->model_name = m->name;
+    m->dir = m->ref = m->revision = m->name = NULL;
+    s->cfg = m->cfg, s->cost = m->cost, s->context_length = m->context_length;
+    s->model_bytes = m->bytes, s->model_bytes_estimated = m->bytes_estimated;
+    s->has_model = true;
+
+    /* every worker joins the new membership (generations keep counting: a
+     * worker ignores an Assign older than the newest it saw) */
+    sworker *old = s->workers;
+    double *old_rtt = s->rtt;
+    int n_old = s->cap_workers, *slot_of = px_calloc((size_t)n_old + 1, sizeof *slot_of);
+    s->workers = NULL, s->rtt = NULL, s->cap_workers = 0;
+    px_cluster_destroy(s->cluster);
+    s->cluster = m->cluster;
+    m->cluster = NULL;
+    double now = px_time_now();
+    for (int i = 0; i < n_old; i++) {
+        slot_of[i] = -1;
+        sworker *o = &old[i];
+        if (!o->used) continue;
+        px_node_info info;
+        px_node_info_init(&info, o->id);
+        snprintf(info.region, sizeof info.region, "%s", o->region);
+        info.cores = o->cores, info.memory_bytes = o->memory_bytes, info.bandwidth = o->bandwidth, info.flops = o->flops;
+        bool manual = o->manual_start >= 0 && o->manual_end <= s->cfg.n_layers;
+        if (manual) info.manual_start = o->manual_start, info.manual_end = o->manual_end;
+        else if (o->manual_start >= 0)
+            px_log_warn("scheduler: %s asked for layers [%d, %d); %s has %d: the scheduler places it", o->id,
+                        o->manual_start, o->manual_end, s->model_name, s->cfg.n_layers);
+        px_change_list l = {0};
+        int rc = px_cluster_join(s->cluster, &info, now, &l);
+        if (rc && manual) { /* a slice that does not fit with the others: place it */
+            info.manual_start = info.manual_end = -1, manual = false;
+            rc = px_cluster_join(s->cluster, &info, now, &l);
+        }
+        px_change_list_free(&l);
+        if (rc) {
+            px_log_warn("scheduler: %s cannot join for %s: %s", o->id, s->model_name, px_error_get());
+            px_net_send_error(s->sock, o->id, PX_SCHED_ID, PARALLAX__ERROR_CODE__REFUSED, "unknown node %s: join again",
+                              o->id);
+            continue;
+        }
+        int slot = px_cluster_find(s->cluster, o->id);
+        ensure_slots(s, slot + 1);
+        s->workers[slot] = *o;
+        reset_worker_for_model(&s->workers[slot]);
+        s->workers[slot].manual = manual;
+        slot_of[i] = slot;
+    }
+    for (int i = 0; i < n_old; i++)
+        for (int j = 0; j < n_old; j++) {
+            double v = old_rtt ? old_rtt[i * n_old + j] : NAN;
+            if (i == j || slot_of[i] < 0 || slot_of[j] < 0 || !isfinite(v)) continue;
+            s->rtt[slot_of[i] * s->cap_workers + slot_of[j]] = v;
+            px_cluster_set_rtt(s->cluster, old[i].id, old[j].id, v);
+        }
+    free(old);
+    free(old_rtt);
+    free(slot_of);
+    /* one phase 1 over everyone, then each worker hears the model and its slice once */
+    px_change_list l = {0};
+    if (px_cluster_rebalance(s->cluster, &l)) px_log_warn("scheduler: %s", px_error_get());
+    px_change_list_free(&l);
+    for (int i = 0; i < s->cap_workers; i++) {
+        sworker *w = &s->workers[i];
+        if (!w->used) continue;
+        px_node_status st;
+        if (!px_cluster_node_status(s->cluster, i, &st) && st.state == PX_NODE_SERVING) w->start = st.start, w->end = st.end;
+        send_join_reply(s, i);
+        send_assign(s, i);
+    }
+    broadcast_peers(s);
+    s->was_available = false;
+    px_log_info("scheduler: now serving %s as '%s' (%d layers)", s->model_ref, s->model_name, s->cfg.n_layers);
+    pthread_cond_broadcast(&s->changed);
+}
+
 void px_sched_free(px_sched *s) {
     if (!s) return;
     if (s->wake_fd >= 0) {
@@ -522,6 +641,10 @@ void px_sched_free(px_sched *s) {
     px_sock_close(s->sock);
     px_net_free(s->net);
     px_cluster_destroy(s->cluster);
+    for (int i = 0; i < s->n_model_dirs; i++) free(s->model_dirs[i]);
+    free(s->model_dirs);
+    free(s->served_name);
+    free(s->join_address);
     px_u64map_free(&s->reqs);
     px_u64map_free(&s->attempts);
     free(s->workers);
@@ -536,14 +659,37 @@ void px_sched_free(px_sched *s) {
     free(s->state_dir);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->cmd_mu);
+    pthread_mutex_destroy(&s->setup_mu);
     pthread_cond_destroy(&s->changed);
     free(s);
 }
 
 int px_sched_port(const px_sched *s) { return px_sock_port(s->sock); }
 const char *px_sched_token(const px_sched *s) { return s->token; }
-int px_sched_context_length(const px_sched *s) { return s->context_length; }
-int px_sched_n_layers(const px_sched *s) { return s->cfg.n_layers; }
+
+char *px_sched_join_command(const px_sched *s) {
+    const char *a = s->join_address;
+    bool v6 = strchr(a, ':') && a[0] != '[';
+    size_t n = strlen(a) + strlen(s->token) + 64;
+    char *cmd = px_malloc(n);
+    snprintf(cmd, n, "parallax join -s %s%s%s:%d --token %s", v6 ? "[" : "", a, v6 ? "]" : "", px_sched_port(s), s->token);
+    return cmd;
+}
+
+#define LOCKED(type, expr)            \
+    do {                              \
+        pthread_mutex_lock(&s->mu);   \
+        type v_ = (expr);             \
+        pthread_mutex_unlock(&s->mu); \
+        return v_;                    \
+    } while (0)
+
+bool px_sched_has_model(px_sched *s) { LOCKED(bool, s->has_model); }
+int px_sched_context_length(px_sched *s) { LOCKED(int, s->has_model ? s->context_length : 0); }
+int px_sched_n_layers(px_sched *s) { LOCKED(int, s->has_model ? s->cfg.n_layers : 0); }
+char *px_sched_model_name(px_sched *s) { LOCKED(char *, s->has_model ? px_strdup(s->model_name) : NULL); }
+char *px_sched_model_dir(px_sched *s) { LOCKED(char *, s->has_model ? px_strdup(s->model_dir) : NULL); }
+#undef LOCKED
 
 bool px_sched_available(px_sched *s) {
     pthread_mutex_lock(&s->mu);
@@ -573,5 +719,6 @@ px_server_backend px_sched_backend(px_sched *s) {
                                .abort = px_sched_abort,
                                .stats = px_sched_stats,
                                .status_json = status_json,
-                               .metrics_text = px_sched_metrics_text};
+                               .metrics_text = px_sched_metrics_text,
+                               .route = px_sched_route};
 }

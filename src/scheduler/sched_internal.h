@@ -6,6 +6,9 @@
  *   requests.c  the backend (submit/abort/stats), the request table,
  *               routing, Tokens, failover
  *   status.c    /cluster/status JSON and the per-node /metrics text
+ *   setup.c     choosing the model (px_sched_setup), the candidates Setup
+ *               lists, and the /cluster/models, /cluster/setup and
+ *               /cluster/join routes with their access rules
  *
  * Locking: `mu` guards all state below. The scheduler thread holds it while
  * it handles a batch of messages and commands; HTTP threads take it for
@@ -50,7 +53,8 @@ typedef struct {
     int cores;
     uint64_t memory_bytes;
     double bandwidth, flops;
-    bool manual;
+    bool manual;                 /* the slice below was the worker's own choice */
+    int manual_start, manual_end; /* the worker's --start-layer/--end-layer (-1: none) */
     int start, end;              /* assigned slice; -1 when standing by */
     uint32_t generation;         /* of the newest Assign */
     bool ready;                  /* answered Ready for `generation` with a loaded slice */
@@ -61,6 +65,7 @@ typedef struct {
     uint64_t positions, bytes_in, bytes_out, items_in, steps;
     int kv_blocks_total, kv_blocks_used;
     uint64_t kv_tokens;
+    uint64_t load_done, load_total; /* loading progress of its slice (heartbeats) */
     double first_hb_at, first_hb_busy; /* for the busy ratio */
     int inflight;                /* attempts routed through it */
 } sworker;
@@ -103,12 +108,39 @@ typedef struct {
     char error[256];
 } pending_cb;
 
+/* A model being chosen (setup.c): everything is loaded and checked before
+ * the scheduler switches to it. */
+typedef struct {
+    char *dir;                   /* local directory: config.json, tokenizer */
+    char *ref;                   /* what workers load: a path or a hub repo id */
+    char *revision;              /* hub revision of a repo id (NULL: main) */
+    char *name;                  /* the id clients use */
+    px_model_config cfg;
+    px_model_cost cost;
+    int context_length;
+    uint64_t bytes;              /* weights in the files (or estimated from config.json) */
+    bool bytes_estimated;
+    px_cluster *cluster;         /* membership for it (empty) */
+} sched_model;
+
+void sched_model_clear(sched_model *m);
+
 struct px_sched {
     px_sched_options opt;
+    /* the model: has_model false in the "setup" state (cfg zeroed, the
+     * cluster a stand-in in which every worker stands by) */
+    bool has_model;
     char *model_dir, *model_ref, *revision, *model_name, *state_dir, *host;
     px_model_config cfg;
     px_model_cost cost;
     int context_length;
+    uint64_t model_bytes;
+    bool model_bytes_estimated;
+    char *served_name, *join_address, **model_dirs;
+    int n_model_dirs;
+    px_server *server;           /* attached: its model follows ours */
+    pthread_mutex_t setup_mu;    /* one px_sched_setup at a time */
+    px_cluster_params cparams;
     px_net_keys keys;
     char *token;
     px_net *net;
@@ -143,6 +175,10 @@ struct px_sched {
 
 /* sched.c */
 bool px_sched_has_chain_locked(px_sched *s);
+/* Switches to m (under mu, no request in flight): takes m's strings and
+ * cluster, rebuilds the membership over every worker (phase 1), sends each
+ * a JoinReply naming the model and its Assign. */
+void px_sched_use_model_locked(px_sched *s, sched_model *m);
 void px_sched_remove_worker(px_sched *s, int slot, const char *why);
 int px_sched_send(px_sched *s, int slot, Parallax__Envelope__BodyCase kind, void *body);
 bool px_sched_available_locked(px_sched *s);
@@ -163,5 +199,8 @@ void px_sched_abort(void *ctx, uint64_t id);
 
 /* status.c */
 char *px_sched_metrics_text(void *ctx);
+
+/* setup.c */
+int px_sched_route(void *ctx, const px_server_call *call, char **json);
 
 #endif

@@ -1,18 +1,25 @@
 /* status.c - what the scheduler tells operators and the web UI.
  *
  * GET /cluster/status (and once a second on /cluster/status/stream):
- *   {"model", "model_path", "state": "waiting"|"available", "workers_needed",
- *    "n_layers", "context_length", "cluster_port", "wire_dtype", "uptime_s",
- *    "nodes": [{"id", "hostname", "region", "state": "loading"|"serving"|
- *               "standby", "start", "end", "manual", "cores", "memory_bytes",
- *               "bandwidth", "flops", "load", "max_load", "inflight",
- *               "layer_latency_ms", "busy_ratio", "kv_blocks_total",
- *               "kv_blocks_used", "bytes_in", "bytes_out", "last_seen_s",
- *               "rtt_ms": {"peer": ms}}],
+ *   {"model", "model_path" (null while none is chosen), "state": "setup"
+ *    (no model yet) | "waiting" | "available", "workers", "workers_needed",
+ *    "n_layers", "context_length", "model_bytes" (weights the model needs:
+ *    its files, or estimated from config.json), "model_bytes_estimated",
+ *    "cluster_port", "wire_dtype", "uptime_s",
+ *    "nodes": [{"id", "hostname", "region", "state": "joining"|"loading"|
+ *               "serving"|"standby", "start", "end", "manual", "cores",
+ *               "memory_bytes", "bandwidth", "flops", "load", "max_load",
+ *               "inflight", "layer_latency_ms", "busy_ratio",
+ *               "kv_blocks_total", "kv_blocks_used", "bytes_in", "bytes_out",
+ *               "positions", "last_seen_s", "rtt_ms": {"peer": ms},
+ *               "load_done", "load_total" (bytes of its slice loaded, from
+ *               its heartbeats), "progress" (load_done / load_total while it
+ *               loads, 1 once it serves, null when unknown)}],
  *    "pipelines": [[{"node", "start", "end"}, ...], ...]   (chains of ready
  *               slices from layer 0 to L, at most 32, depth-first),
  *    "requests": {"running", "waiting", "finished", "failed", "reroutes",
  *                 "tokens"}}
+ * The join token is a secret: it is never here (GET /cluster/join, setup.c).
  * /metrics gets per-node and per-hop lines (labels node, from/to):
  *   parallax_node_ready, _load, _inflight, _layer_latency_seconds,
  *   _busy_seconds_total, _idle_ratio, _positions_total,
@@ -65,6 +72,11 @@ static cJSON *node_json(px_sched *s, int i, double now) {
     cJSON_AddNumberToObject(o, "bytes_out", (double)w->bytes_out);
     cJSON_AddNumberToObject(o, "positions", (double)w->positions);
     cJSON_AddNumberToObject(o, "last_seen_s", now - w->last_seen);
+    cJSON_AddNumberToObject(o, "load_done", (double)w->load_done);
+    cJSON_AddNumberToObject(o, "load_total", (double)w->load_total);
+    if (w->start >= 0 && w->ready) cJSON_AddNumberToObject(o, "progress", 1);
+    else if (w->start >= 0 && w->load_total) cJSON_AddNumberToObject(o, "progress", (double)w->load_done / (double)w->load_total);
+    else cJSON_AddNullToObject(o, "progress");
     cJSON *rtt = cJSON_AddObjectToObject(o, "rtt_ms");
     for (int j = 0; j < s->cap_workers; j++) {
         double v = s->rtt[i * s->cap_workers + j];
@@ -101,16 +113,25 @@ char *px_sched_status_json(px_sched *s) {
     double now = px_time_now();
     pthread_mutex_lock(&s->mu);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", s->model_name);
-    cJSON_AddStringToObject(o, "model_path", s->model_ref);
+    if (s->has_model) {
+        cJSON_AddStringToObject(o, "model", s->model_name);
+        cJSON_AddStringToObject(o, "model_path", s->model_ref);
+    } else {
+        cJSON_AddNullToObject(o, "model");
+        cJSON_AddNullToObject(o, "model_path");
+    }
     bool avail = px_sched_available_locked(s);
-    cJSON_AddStringToObject(o, "state", avail ? "available" : "waiting");
+    cJSON_AddStringToObject(o, "state", !s->has_model ? "setup" : avail ? "available" : "waiting");
     int n = 0;
     for (int i = 0; i < s->cap_workers; i++) n += s->workers[i].used;
     cJSON_AddNumberToObject(o, "workers", n);
     cJSON_AddNumberToObject(o, "workers_needed", PX_MAX(s->opt.min_workers, 1));
-    cJSON_AddNumberToObject(o, "n_layers", s->cfg.n_layers);
-    cJSON_AddNumberToObject(o, "context_length", s->context_length);
+    cJSON_AddNumberToObject(o, "n_layers", s->has_model ? s->cfg.n_layers : 0);
+    cJSON_AddNumberToObject(o, "context_length", s->has_model ? s->context_length : 0);
+    if (s->has_model) {
+        cJSON_AddNumberToObject(o, "model_bytes", (double)s->model_bytes);
+        cJSON_AddBoolToObject(o, "model_bytes_estimated", s->model_bytes_estimated);
+    } else cJSON_AddNullToObject(o, "model_bytes");
     cJSON_AddNumberToObject(o, "cluster_port", px_sock_port(s->sock));
     cJSON_AddStringToObject(o, "wire_dtype", dtype_name(s->opt.wire_dtype));
     cJSON_AddNumberToObject(o, "uptime_s", now - s->started);
@@ -119,7 +140,7 @@ char *px_sched_status_json(px_sched *s) {
         if (s->workers[i].used) cJSON_AddItemToArray(nodes, node_json(s, i, now));
     cJSON *pipes = cJSON_AddArrayToObject(o, "pipelines");
     int path[PX_NET_MAX_ROUTE];
-    chains(s, 0, path, 0, pipes);
+    if (s->has_model) chains(s, 0, path, 0, pipes);
     cJSON *rq = cJSON_AddObjectToObject(o, "requests");
     cJSON_AddNumberToObject(rq, "running", s->running);
     cJSON_AddNumberToObject(rq, "waiting", s->waiting);

@@ -11,13 +11,22 @@
  * callback response whose reader pumps the job and hands out SSE text. When
  * the client disappears the pump notices (socket hang-up), or the
  * request-completed callback does: either way the engine request is aborted.
+ *
+ * The model (tokenizer, name, context) can change at run time: a generation
+ * copies it under model_mu and holds it until its job ends; the change
+ * (px_server_set_model) waits for a moment with no generation. Without one
+ * /v1 answers 503. Other /cluster/ paths go to the backend's route hook
+ * with what we know of the client: loopback (address and Host header), same
+ * origin, API key; those answers carry no CORS header.
  */
 #include "server_internal.h"
 #include "web.h"
 
 #include <cjson/cJSON.h>
+#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,18 +51,29 @@ static void add_common_headers(struct MHD_Response *r, const char *type) {
     MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
 }
 
-/* Queues body (malloc'd, taken over) with the status. */
-static enum MHD_Result send_body(px_server *s, struct MHD_Connection *c, px_endpoint ep, unsigned status,
-                                 const char *type, char *body) {
+/* Queues body (malloc'd, taken over) with the status; cors: readable by
+ * pages of any origin (the API), else only by the page itself. */
+static enum MHD_Result send_body_cors(px_server *s, struct MHD_Connection *c, px_endpoint ep, unsigned status,
+                                      const char *type, char *body, bool cors) {
     size_t len = strlen(body);
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) return free(body), MHD_NO;
-    add_common_headers(r, type);
+    if (cors) add_common_headers(r, type);
+    else {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    }
     if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     px_server_metrics_request(s->metrics, ep, (int)status);
     return rc;
+}
+
+static enum MHD_Result send_body(px_server *s, struct MHD_Connection *c, px_endpoint ep, unsigned status,
+                                 const char *type, char *body) {
+    return send_body_cors(s, c, ep, status, type, body, true);
 }
 
 static enum MHD_Result send_json(px_server *s, struct MHD_Connection *c, px_endpoint ep, unsigned status, cJSON *o) {
@@ -100,26 +120,37 @@ static enum MHD_Result handle_metrics(px_server *s, struct MHD_Connection *c) {
     return rc;
 }
 
-static cJSON *model_object(const px_server *s) {
+static cJSON *model_object(const px_server *s, const px_server_config *cfg) {
     cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", s->model_name);
+    cJSON_AddStringToObject(m, "id", cfg->model_name);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", (double)s->created);
     cJSON_AddStringToObject(m, "owned_by", "parallax");
-    cJSON_AddNumberToObject(m, "max_model_len", s->cfg.context_length);
+    cJSON_AddNumberToObject(m, "max_model_len", cfg->context_length);
     return m;
 }
 
+static enum MHD_Result no_model(px_server *s, struct MHD_Connection *c, px_endpoint ep) {
+    return fail(s, c, ep, 503, "model_not_chosen",
+                "no model is chosen yet: choose one on this server's Setup page (/#/setup) or with POST /cluster/setup");
+}
+
 static enum MHD_Result handle_models(px_server *s, struct MHD_Connection *c, const char *id) {
+    px_server_config cfg;
+    if (!px_server_model_acquire(s, &cfg)) return no_model(s, c, PX_EP_MODELS);
+    enum MHD_Result rc;
     if (id) {
-        if (strcmp(id, s->model_name)) return fail(s, c, PX_EP_MODELS, 404, "model_not_found", "no such model");
-        return send_json(s, c, PX_EP_MODELS, 200, model_object(s));
+        if (strcmp(id, cfg.model_name)) rc = fail(s, c, PX_EP_MODELS, 404, "model_not_found", "no such model");
+        else rc = send_json(s, c, PX_EP_MODELS, 200, model_object(s, &cfg));
+    } else {
+        cJSON *o = cJSON_CreateObject(), *data;
+        cJSON_AddStringToObject(o, "object", "list");
+        data = cJSON_AddArrayToObject(o, "data");
+        cJSON_AddItemToArray(data, model_object(s, &cfg));
+        rc = send_json(s, c, PX_EP_MODELS, 200, o);
     }
-    cJSON *o = cJSON_CreateObject(), *data;
-    cJSON_AddStringToObject(o, "object", "list");
-    data = cJSON_AddArrayToObject(o, "data");
-    cJSON_AddItemToArray(data, model_object(s));
-    return send_json(s, c, PX_EP_MODELS, 200, o);
+    px_server_model_release(s);
+    return rc;
 }
 
 /* ---- cluster status (a backend that describes a cluster) ---- */
@@ -250,15 +281,20 @@ static enum MHD_Result handle_generate(px_server *s, struct MHD_Connection *c, h
     const char *body = ctx->body.data ? ctx->body.data : "";
     if (!px_server_utf8_valid(body, ctx->body.len))
         return fail(s, c, ep, 400, "invalid_utf8", "the request body is not valid UTF-8");
+    px_server_config cfg;
+    if (!px_server_model_acquire(s, &cfg)) return no_model(s, c, ep);
     px_server_params p;
-    if (px_server_parse_request(&s->cfg, ep == PX_EP_CHAT ? PX_API_CHAT : PX_API_COMPLETIONS, body, ctx->body.len, &p, &e))
+    if (px_server_parse_request(&cfg, ep == PX_EP_CHAT ? PX_API_CHAT : PX_API_COMPLETIONS, body, ctx->body.len, &p, &e)) {
+        px_server_model_release(s);
         return send_error(s, c, ep, &e);
+    }
     if (atomic_load(&s->in_flight) >= s->max_requests) {
         px_server_params_free(&p);
+        px_server_model_release(s);
         return fail(s, c, ep, 429, "too_many_requests", "too many requests in flight; retry later");
     }
     bool stream = p.stream;
-    ctx->job = px_server_job_new(s, &p, client_fd(c), ctx->t_start);
+    ctx->job = px_server_job_new(s, &cfg, &p, client_fd(c), ctx->t_start); /* takes the model use */
     if (px_server_job_submit(ctx->job, &e)) return send_error(s, c, ep, &e);
     return stream ? start_stream(s, c, ep, ctx->job) : finish_blocking(s, c, ep, ctx->job);
 }
@@ -274,6 +310,70 @@ static bool authorized(const px_server *s, struct MHD_Connection *c) {
     unsigned diff = (unsigned)(n != k);
     for (size_t i = 0; i < n; i++) diff |= (unsigned char)h[i] ^ (unsigned char)s->api_key[i % (k ? k : 1)];
     return diff == 0;
+}
+
+/* ---- who is asking (backend routes) ---- */
+
+static bool addr_is_loopback(const struct sockaddr *sa) {
+    if (!sa) return false;
+    if (sa->sa_family == AF_INET) return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family != AF_INET6) return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(a)) return true;
+    return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+}
+
+/* "localhost", "127.x.y.z" or "[::1]", with or without ":PORT". */
+static bool host_is_loopback(const char *host) {
+    if (!host || !*host) return false;
+    char h[256];
+    size_t n = strlen(host);
+    if (n >= sizeof h) return false;
+    memcpy(h, host, n + 1);
+    if (h[0] == '[') return !strncmp(h, "[::1]", 5) && (!h[5] || h[5] == ':');
+    char *colon = strchr(h, ':');
+    if (colon) *colon = 0;
+    if (!strcasecmp(h, "localhost")) return true;
+    struct in_addr a;
+    return inet_pton(AF_INET, h, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* No Origin header (not sent by a page of another site), or
+ * "http(s)://" + the Host header. */
+static bool same_origin(struct MHD_Connection *c) {
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin) return true;
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!host) return false;
+    const char *rest = !strncmp(origin, "http://", 7) ? origin + 7 : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
+    return rest && !strcasecmp(rest, host);
+}
+
+static bool authorized(const px_server *s, struct MHD_Connection *c);
+
+static enum MHD_Result handle_backend_route(px_server *s, struct MHD_Connection *c, http_ctx *ctx, const char *url,
+                                            const char *method) {
+    if (ctx->too_large) return fail(s, c, PX_EP_OTHER, 413, "request_too_large", "the request body is too large");
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    px_server_call call = {
+        .method = method,
+        .path = url,
+        .body = ctx->body.data ? ctx->body.data : "",
+        .body_len = ctx->body.len,
+        .loopback = ci && addr_is_loopback(ci->client_addr) &&
+                    host_is_loopback(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)),
+        .same_origin = same_origin(c),
+        .api_key_set = s->api_key != NULL,
+        .api_key_ok = s->api_key && authorized(s, c),
+    };
+    char *json = NULL;
+    int status = s->backend.route(s->backend.ctx, &call, &json);
+    if (!status) {
+        free(json);
+        return fail(s, c, PX_EP_OTHER, 404, "not_found", "unknown route (see docs/server.md)");
+    }
+    if (!json) json = px_server_error_body(500, "internal_error", "the route gave no answer");
+    return send_body_cors(s, c, PX_EP_OTHER, (unsigned)status, "application/json", json, false);
 }
 
 /* The API path without an optional "/v1" prefix, or NULL. */
@@ -314,6 +414,7 @@ static enum MHD_Result route(px_server *s, struct MHD_Connection *c, http_ctx *c
         if (!get) return fail(s, c, ep, 405, "method_not_allowed", "use GET");
         return url[15] ? handle_cluster_stream(s, c) : handle_cluster_status(s, c);
     }
+    if (s->backend.route && !strncmp(url, "/cluster/", 9)) return handle_backend_route(s, c, ctx, url, method);
     if (ep == PX_EP_OTHER) return fail(s, c, ep, 404, "not_found", "unknown route (see docs/server.md)");
     if (ep == PX_EP_HEALTH) return get ? handle_health(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
     if (ep == PX_EP_METRICS) return get ? handle_metrics(s, c) : fail(s, c, ep, 405, "method_not_allowed", "use GET");
@@ -408,10 +509,58 @@ px_server *px_server_create_backend(const px_server_backend *backend, const px_t
     s->max_connections = o.max_connections > 0 ? o.max_connections : 512;
     s->max_requests = o.max_requests > 0 ? o.max_requests : 1024;
     s->created = (long)time(NULL);
-    s->cfg = (px_server_config){tok, s->model_name, context_length,
-                                o.max_tokens_limit > 0 ? PX_MIN(o.max_tokens_limit, context_length) : context_length};
+    s->max_tokens_opt = o.max_tokens_limit;
+    pthread_mutex_init(&s->model_mu, NULL);
+    if (tok) px_server_set_model(s, &(px_server_model){.tok = tok, .context_length = context_length}, NULL, NULL);
     s->metrics = px_server_metrics_new();
     return s;
+}
+
+/* ---- the model ---- */
+
+bool px_server_model_acquire(px_server *s, px_server_config *cfg) {
+    pthread_mutex_lock(&s->model_mu);
+    bool ok = s->cfg.tok != NULL;
+    if (ok) {
+        *cfg = s->cfg;
+        s->model_users++;
+    }
+    pthread_mutex_unlock(&s->model_mu);
+    return ok;
+}
+
+void px_server_model_release(px_server *s) {
+    pthread_mutex_lock(&s->model_mu);
+    s->model_users--;
+    pthread_mutex_unlock(&s->model_mu);
+}
+
+static void drop_model(px_server *s) {
+    if (s->model.release) s->model.release(s->model.owner);
+    if (s->cfg.model_name != s->model_name) free((char *)s->cfg.model_name);
+    memset(&s->model, 0, sizeof s->model);
+    memset(&s->cfg, 0, sizeof s->cfg);
+}
+
+int px_server_set_model(px_server *s, const px_server_model *m, int (*commit)(void *user), void *user) {
+    pthread_mutex_lock(&s->model_mu);
+    if (s->model_users > 0) {
+        pthread_mutex_unlock(&s->model_mu);
+        return 1;
+    }
+    int rc = commit ? commit(user) : 0;
+    if (!rc) {
+        drop_model(s);
+        if (m && m->tok) {
+            s->model = *m;
+            s->model.name = NULL;
+            int ctx = m->context_length;
+            s->cfg = (px_server_config){m->tok, m->name ? px_strdup(m->name) : s->model_name, ctx,
+                                        s->max_tokens_opt > 0 ? PX_MIN(s->max_tokens_opt, ctx) : ctx};
+        }
+    }
+    pthread_mutex_unlock(&s->model_mu);
+    return rc;
 }
 
 static int resolve(const px_server *s, struct sockaddr_storage *ss, bool *v6) {
@@ -470,6 +619,8 @@ void px_server_free(px_server *s) {
         return;
     }
     px_server_metrics_free(s->metrics);
+    drop_model(s);
+    pthread_mutex_destroy(&s->model_mu);
     free(s->host);
     free(s->api_key);
     free(s->model_name);

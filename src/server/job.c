@@ -15,8 +15,10 @@
  * libmicrohttpd frees it. The last unref frees the job; server in-flight count
  * and the end-of-request metrics are settled when the HTTP side sets j->end.
  * The backend's final event may drop the last reference after the HTTP side
- * is done (even during shutdown): the in-flight count goes down as the very
- * last step of job_free, and px_server_free() waits for it to reach 0. */
+ * is done (even during shutdown): the model use and the in-flight count go
+ * down as the very last steps of job_free, and px_server_free() waits for
+ * the count to reach 0. A job keeps the model (tokenizer, name) it started
+ * with: the server changes its model only while no job holds one. */
 #include "server_internal.h"
 
 #include <errno.h>
@@ -57,7 +59,8 @@ void px_delta_free(px_delta *d) {
 
 /* ---- lifetime ---- */
 
-px_server_job *px_server_job_new(px_server *srv, px_server_params *p, int fd, double t_start) {
+px_server_job *px_server_job_new(px_server *srv, const px_server_config *cfg, px_server_params *p, int fd,
+                                 double t_start) {
     px_server_job *j = px_calloc(1, sizeof *j);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -67,6 +70,7 @@ px_server_job *px_server_job_new(px_server *srv, px_server_params *p, int fd, do
     pthread_mutex_init(&j->mu, NULL);
     j->refs = 1;
     j->srv = srv;
+    j->cfg = *cfg;
     j->p = *p;
     memset(p, 0, sizeof *p);
     j->fd = fd;
@@ -74,7 +78,7 @@ px_server_job *px_server_job_new(px_server *srv, px_server_params *p, int fd, do
     j->created = (long)time(NULL);
     j->prompt_tokens = j->p.n_prompt;
     px_server_make_id(j->p.kind == PX_API_CHAT ? "chatcmpl" : "cmpl", j->id, sizeof j->id);
-    j->detok = px_tokenizer_stream_new(srv->cfg.tok, PX_TOK_SKIP_SPECIAL);
+    j->detok = px_tokenizer_stream_new(cfg->tok, PX_TOK_SKIP_SPECIAL);
     for (int i = 0; i < j->p.n_prompt; i++) /* context: a continuation keeps its leading space */
         px_tokenizer_stream_feed(j->detok, j->p.prompt[i], NULL);
     px_textproc_init(&j->tp, j->p.stop, j->p.n_stop, j->p.think);
@@ -102,8 +106,10 @@ static void job_free(px_server_job *j) {
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
-    /* last: px_server_free() waits for in_flight == 0, so the server (and
-     * the tokenizer the detokenizer used) outlive every job */
+    /* last: the model may change once no job uses it, and px_server_free()
+     * waits for in_flight == 0, so the server (and the tokenizer the
+     * detokenizer used) outlive every job */
+    px_server_model_release(srv);
     atomic_fetch_sub(&srv->in_flight, 1);
 }
 

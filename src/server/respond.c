@@ -44,7 +44,7 @@ static cJSON *envelope(const px_server_job *j, const char *object) {
     cJSON_AddStringToObject(o, "id", j->id);
     cJSON_AddStringToObject(o, "object", object);
     cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", j->srv->model_name);
+    cJSON_AddStringToObject(o, "model", j->cfg.model_name);
     return o;
 }
 
@@ -58,7 +58,7 @@ static void add_string_n(cJSON *o, const char *key, const char *s, size_t n) {
 /* The token's text (new, valid UTF-8). */
 static char *token_text(const px_server_job *j, int32_t id) {
     size_t n = 0;
-    char *raw = px_tokenizer_decode(j->srv->cfg.tok, &id, 1, 0, &n);
+    char *raw = px_tokenizer_decode(j->cfg.tok, &id, 1, 0, &n);
     px_sbuf clean = {0};
     px_server_utf8_sanitize(raw ? raw : "", raw ? n : 0, &clean);
     free(raw);

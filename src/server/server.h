@@ -8,6 +8,13 @@
  *   GET  /metrics               Prometheus text (requests, tokens, TTFT and
  *                               inter-token histograms, queue, KV blocks, prefix hits)
  *   GET  /cluster/status[/stream]  with a backend that describes a cluster
+ *   other /cluster/ paths       the backend's route hook (parallax run: the
+ *                               Setup and Join endpoints)
+ *
+ * The model can change at run time (px_server_set_model; parallax run's
+ * Setup): each generation holds the model it started with, and a change
+ * happens only while none is in flight. Without a model /v1 answers 503
+ * (code model_not_chosen).
  *
  * The server tokenizes, applies stop strings to the detokenized text (text
  * that might begin a stop string is held back, never streamed past it), splits
@@ -22,6 +29,7 @@
 
 #include "engine.h"
 #include "tokenizer.h"
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -48,6 +56,20 @@ px_server *px_server_create(px_engine *engine, const px_tokenizer *tok, int cont
  * Optional (NULL: absent): status_json answers GET /cluster/status (a new
  * JSON string) and, once a second, GET /cluster/status/stream (NDJSON);
  * metrics_text appends Prometheus text to /metrics (a new string). */
+/* A request to a backend route (px_server_backend.route), with what the
+ * server knows about who sent it. */
+typedef struct {
+    const char *method;       /* "GET", "POST", ... */
+    const char *path;         /* the URL path, e.g. "/cluster/setup" */
+    const char *body;         /* the request body, NUL-terminated ("" when none) */
+    size_t body_len;
+    bool loopback;            /* the client connected from 127.0.0.0/8 or ::1, and the Host
+                                 header names a loopback host (no DNS-rebinding name) */
+    bool same_origin;         /* no Origin header, or one naming the Host: not a page of another site */
+    bool api_key_set;         /* the server runs with an API key */
+    bool api_key_ok;          /* the request carried it (Authorization: Bearer KEY) */
+} px_server_call;
+
 typedef struct {
     void *ctx;
     uint64_t (*submit)(void *ctx, const int32_t *prompt, int n_prompt, const px_sampling *s, px_token_callback cb,
@@ -56,10 +78,40 @@ typedef struct {
     void (*stats)(void *ctx, px_engine_stats_t *out);
     char *(*status_json)(void *ctx);
     char *(*metrics_text)(void *ctx);
+    /* Optional: other paths under /cluster/. Returns the HTTP status and sets
+     * *json to a new body (px_server_error_body() for a status >= 400), or
+     * returns 0 for a path it does not know (the server answers 404). Called
+     * on the connection's thread; it may block (e.g. while a model loads).
+     * These answers carry no CORS header: only the page itself reads them. */
+    int (*route)(void *ctx, const px_server_call *call, char **json);
 } px_server_backend;
 
+/* tok may be NULL: no model yet (/v1 answers 503 until px_server_set_model). */
 px_server *px_server_create_backend(const px_server_backend *backend, const px_tokenizer *tok, int context_length,
                                     const px_server_options *opt);
+
+/* A model the API speaks for: its tokenizer (with the chat template), the
+ * id clients use (NULL: px_server_options.model_name) and the context
+ * length. When release is set, the server calls release(owner) once it no
+ * longer needs tok (the model was replaced, or the server is freed). */
+typedef struct {
+    const px_tokenizer *tok;
+    const char *name;
+    int context_length;
+    void (*release)(void *owner);
+    void *owner;
+} px_server_model;
+
+/* Makes *m the model (copied; m NULL or m->tok NULL: no model). Only while no
+ * generation is in flight: no new one starts until this returns. commit
+ * (optional) runs first, under that lock; a non-zero result cancels the
+ * change. Returns 0 (changed: the server owns m), 1 (generations in flight:
+ * nothing changed) or commit's result. Unless 0, the caller keeps m. */
+int px_server_set_model(px_server *s, const px_server_model *m, int (*commit)(void *user), void *user);
+
+/* {"error": {"message", "type" (from the status), "param": null, "code"}}
+ * as the API writes it (a new string). */
+char *px_server_error_body(int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Binds and starts serving; 0 or -1 + error (e.g. the port is taken). */
 int px_server_start(px_server *s);
 int px_server_port(const px_server *s);

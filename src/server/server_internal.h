@@ -126,7 +126,14 @@ void px_server_metrics_render(px_server_metrics *m, const px_engine_stats_t *es,
 
 struct px_server {
     px_server_backend backend; /* the engine, or the cluster scheduler */
+    /* the model (px_server_set_model): cfg.tok NULL while there is none.
+     * Generations copy cfg under model_mu and count themselves in
+     * model_users until they end; the model changes only at model_users 0. */
+    pthread_mutex_t model_mu;
     px_server_config cfg;
+    px_server_model model;     /* release/owner of cfg.tok */
+    int model_users;
+    int max_tokens_opt;        /* px_server_options.max_tokens_limit */
     char *host, *api_key, *model_name;
     int port;
     size_t max_body;
@@ -169,6 +176,7 @@ typedef struct px_server_job {
     char *engine_error;
     /* HTTP side (one thread at a time) */
     px_server *srv;
+    px_server_config cfg;   /* the model it runs on (held until job_free) */
     uint64_t engine_id;
     px_server_params p;
     px_tokenizer_stream *detok;
@@ -189,8 +197,16 @@ typedef struct px_server_job {
     bool sent_start, sent_done;
 } px_server_job;
 
-/* Takes ownership of *p (zeroed). */
-px_server_job *px_server_job_new(px_server *srv, px_server_params *p, int fd, double t_start);
+/* The current model for one generation: copies it into *cfg and counts the
+ * caller as a user (false: no model). Every true is matched by one
+ * px_server_model_release(); a job does that when it is freed. */
+bool px_server_model_acquire(px_server *s, px_server_config *cfg);
+void px_server_model_release(px_server *s);
+
+/* Takes ownership of *p (zeroed) and of one model use (cfg: from
+ * px_server_model_acquire). */
+px_server_job *px_server_job_new(px_server *srv, const px_server_config *cfg, px_server_params *p, int fd,
+                                 double t_start);
 void px_server_job_ref(px_server_job *j);
 void px_server_job_unref(px_server_job *j);
 int px_server_job_submit(px_server_job *j, px_server_error *e);

@@ -106,6 +106,7 @@ void px_server_utf8_sanitize(const char *s, size_t n, px_sbuf *out) {
 static const char *type_for(int status) {
     switch (status) {
     case 401: return "authentication_error";
+    case 403: return "permission_error";
     case 404: return "invalid_request_error";
     case 429: return "rate_limit_error";
     case 500: return "server_error";
@@ -124,6 +125,16 @@ int px_server_fail(px_server_error *e, int status, const char *param, const char
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+char *px_server_error_body(int status, const char *code, const char *fmt, ...) {
+    px_server_error e = {.status = status, .type = type_for(status)};
+    snprintf(e.code, sizeof e.code, "%s", code ? code : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    return px_server_error_json(&e);
 }
 
 char *px_server_error_json(const px_server_error *e) {

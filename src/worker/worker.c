@@ -9,11 +9,14 @@
  *
  * Loop (zmq_poll over the scheduler socket, the data socket, one DEALER per
  * peer and the outbox eventfd; timers for heartbeats, pings, join retries):
- *   JoinReply  remember model, wire dtype, heartbeat period
+ *   JoinReply  remember model, wire dtype, heartbeat period; a model ""
+ *              means none is chosen yet (stand by); another model than
+ *              before starts a new model epoch (the held slice is stale)
  *   Assign     (re)load the slice on a loader thread; the old stage is freed
  *              first (its requests are re-routed by the scheduler); a newer
  *              Assign while loading is applied when the load ends; the same
- *              slice again only bumps the generation. Ready answers.
+ *              slice of the same model again only bumps the generation.
+ *              Ready answers. Heartbeats carry the load's progress.
  *   Peers      open/close DEALERs to the other workers' data sockets
  *   Forward / Release   the data path (relay.c)
  *   Ping       answered with Pong; our own pings measure RTTs to peers
@@ -80,6 +83,7 @@ static void out_free(out_msg *m) {
     free(m->hdr);
     free(m->act);
     free(m->error);
+    free(m->model_dir);
     free(m);
 }
 
@@ -170,20 +174,47 @@ static void send_join(px_worker *w) {
     w->join_sent = px_time_now();
 }
 
+static bool str_differs(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : ""); }
+
+/* The model settings of a JoinReply. The first one, or one that names
+ * another model than before (the scheduler's Setup chose or switched it),
+ * starts a new model epoch: the slice held so far is of the old model, and
+ * the next Assign loads the new one. -m (opt.model) says where the model
+ * the scheduler first named is on this machine. */
 static int on_join_reply(px_worker *w, const Parallax__JoinReply *r) {
     if (!r->accepted) return px_error_set("the scheduler refused this worker: %s", r->reason), -1;
-    free(w->model_ref);
-    free(w->revision);
-    w->model_ref = px_strdup(w->opt.model ? w->opt.model : r->model);
-    w->revision = *r->revision ? px_strdup(r->revision) : NULL;
+    const char *rev = *r->revision ? r->revision : NULL;
+    int dtype = r->weight_dtype ? (int)r->weight_dtype - 1 : -1;
+    bool changed = !w->sched_model || str_differs(w->sched_model, r->model) || str_differs(w->revision, rev) ||
+                   w->weight_dtype != dtype || w->kv_cache_bytes != r->kv_cache_bytes;
+    if (changed) {
+        if (w->sched_model && *r->model)
+            px_log_info("the scheduler now serves %s: the next slice is loaded from it", r->model);
+        free(w->sched_model);
+        w->sched_model = px_strdup(r->model);
+        if (*r->model && !w->first_model) w->first_model = px_strdup(r->model);
+        bool pinned = w->opt.model && w->first_model && !strcmp(w->first_model, r->model);
+        free(w->model_ref);
+        free(w->revision);
+        free(w->model_dir);
+        w->model_ref = px_strdup(pinned ? w->opt.model : r->model);
+        w->revision = rev ? px_strdup(rev) : NULL;
+        w->model_dir = NULL;
+        w->weight_dtype = dtype;
+        w->kv_cache_bytes = r->kv_cache_bytes;
+        w->model_epoch++;
+    }
     w->n_layers = (int)r->n_layers;
     w->wire_dtype = (int)r->wire_dtype;
-    w->weight_dtype = r->weight_dtype ? (int)r->weight_dtype - 1 : -1;
     w->heartbeat_ms = (int)r->heartbeat_ms;
-    w->kv_cache_bytes = r->kv_cache_bytes;
-    if (!w->joined)
-        px_log_info("joined the cluster at %s as %s (model %s, %d layers, activations %s on the wire)", w->sched_endpoint,
-                    w->id, w->model_ref, w->n_layers, px_dtype_name((px_dtype)w->wire_dtype));
+    if (!w->joined) {
+        if (*r->model)
+            px_log_info("joined the cluster at %s as %s (model %s, %d layers, activations %s on the wire)",
+                        w->sched_endpoint, w->id, w->model_ref, w->n_layers, px_dtype_name((px_dtype)w->wire_dtype));
+        else
+            px_log_info("joined the cluster at %s as %s; waiting for the scheduler to choose a model (its Setup page)",
+                        w->sched_endpoint, w->id);
+    }
     w->joined = true;
     w->next_heartbeat = px_time_now();
     return 0;
@@ -191,19 +222,31 @@ static int on_join_reply(px_worker *w, const Parallax__JoinReply *r) {
 
 /* ---- slices ---- */
 
+/* What a loader thread needs, copied: the network thread may take a new
+ * JoinReply (another model) while it runs. */
 typedef struct {
     px_worker *w;
-    uint32_t generation;
+    uint32_t generation, model_epoch;
     int start, end;
+    char *model_ref, *revision, *model_dir; /* model_dir: NULL until resolved */
+    int weight_dtype;
+    uint64_t kv_cache_bytes;
 } load_job;
+
+static void load_job_free(load_job *j) {
+    free(j->model_ref);
+    free(j->revision);
+    free(j->model_dir);
+    free(j);
+}
 
 /* The scheduler's model path may not exist here. When it is a snapshot in a
  * Hugging Face cache (.../models--ORG--NAME/snapshots/COMMIT), the same repo
  * and commit are looked up in this machine's cache (or downloaded). */
-static char *resolve_model(px_worker *w) {
-    const char *ref = w->model_ref;
+static char *resolve_model(const load_job *job) {
+    const char *ref = job->model_ref;
     struct stat st;
-    px_hub_options ho = {.revision = w->revision, .progress = true};
+    px_hub_options ho = {.revision = job->revision, .progress = true};
     if (ref[0] != '/' || stat(ref, &st) == 0) return px_hub_model_dir(ref, &ho);
     const char *m = strstr(ref, "/models--"), *snap = m ? strstr(m, "/snapshots/") : NULL;
     if (!m || !snap || snap - m <= 9) return px_error_set("model %s: no such directory on this worker (use -m)", ref), NULL;
@@ -219,25 +262,35 @@ static char *resolve_model(px_worker *w) {
     return px_hub_model_dir(repo, &ho);
 }
 
+/* px_model_load's progress (loader thread): published for heartbeats. */
+static void on_load_progress(void *user, uint64_t done, uint64_t total) {
+    px_worker *w = user;
+    atomic_store(&w->load_total, total);
+    atomic_store(&w->load_done, done);
+    if (w->opt.load_delay_ms > 0 && done < total) usleep((useconds_t)w->opt.load_delay_ms * 1000);
+}
+
 static void *loader_main(void *arg) {
     load_job *job = arg;
     px_worker *w = job->w;
     out_msg *m = px_calloc(1, sizeof *m);
     m->kind = OUT_LOADED;
     m->generation = job->generation, m->start = job->start, m->end = job->end;
+    m->model_epoch = job->model_epoch;
     double t0 = px_time_now();
-    if (!w->model_dir) w->model_dir = resolve_model(w);
-    if (!w->model_dir) m->error = px_strdup(px_error_get());
+    if (!job->model_dir) job->model_dir = resolve_model(job);
+    if (!job->model_dir) m->error = px_strdup(px_error_get());
     else {
-        px_load_options lo = {.start = job->start, .end = job->end, .dtype = w->weight_dtype};
-        m->model = px_model_load(w->model_dir, &lo);
+        px_load_options lo = {.start = job->start, .end = job->end, .dtype = job->weight_dtype,
+                              .progress = on_load_progress, .progress_user = w};
+        m->model = px_model_load(job->model_dir, &lo);
         if (m->model) {
             px_engine_options eo;
             px_engine_options_defaults(&eo);
             eo.n_threads = w->opt.threads;
             if (w->opt.max_batch > 0) eo.max_batch_size = w->opt.max_batch;
             if (w->opt.kv_cache_bytes > 0) eo.kv_cache_bytes = w->opt.kv_cache_bytes;
-            else if (w->kv_cache_bytes) eo.kv_cache_bytes = (int64_t)w->kv_cache_bytes;
+            else if (job->kv_cache_bytes) eo.kv_cache_bytes = (int64_t)job->kv_cache_bytes;
             if (w->opt.kv_fraction > 0) eo.kv_cache_fraction = w->opt.kv_fraction;
             m->stage = px_stage_create(m->model, &eo, px_worker_on_stage_event, w);
         }
@@ -248,7 +301,9 @@ static void *loader_main(void *arg) {
         }
     }
     m->load_seconds = px_time_now() - t0;
-    free(job);
+    m->model_dir = job->model_dir;
+    job->model_dir = NULL;
+    load_job_free(job);
     px_worker_outbox_push(w, m);
     return NULL;
 }
@@ -285,18 +340,24 @@ static void apply_assign(px_worker *w) {
         send_ready(w, w->generation, true, NULL, 0);
         return;
     }
-    if (w->stage && w->start == w->want_start && w->end == w->want_end) {
+    if (w->stage && w->stage_epoch == w->model_epoch && w->start == w->want_start && w->end == w->want_end) {
         w->generation = w->want_generation;
         send_ready(w, w->generation, true, NULL, 0);
         return;
     }
     drop_stage(w);
     load_job *job = px_calloc(1, sizeof *job);
-    *job = (load_job){w, w->want_generation, w->want_start, w->want_end};
+    *job = (load_job){.w = w, .generation = w->want_generation, .model_epoch = w->model_epoch, .start = w->want_start,
+                      .end = w->want_end, .model_ref = px_strdup(w->model_ref),
+                      .revision = w->revision ? px_strdup(w->revision) : NULL,
+                      .model_dir = w->model_dir ? px_strdup(w->model_dir) : NULL, .weight_dtype = w->weight_dtype,
+                      .kv_cache_bytes = w->kv_cache_bytes};
     px_log_info("loading layers [%d, %d) of %s", job->start, job->end, w->model_ref);
+    atomic_store(&w->load_done, 0);
+    atomic_store(&w->load_total, 0);
     w->loading = true;
     if (pthread_create(&w->loader, NULL, loader_main, job)) {
-        free(job);
+        load_job_free(job);
         w->loading = false;
         send_ready(w, w->want_generation, false, "cannot start a loader thread", 0);
         return;
@@ -309,17 +370,27 @@ static int on_loaded(px_worker *w, out_msg *m) {
     pthread_join(w->loader, NULL);
     w->loader_running = false;
     w->loading = false;
-    if (m->error) {
+    bool current_model = m->model_epoch == w->model_epoch;
+    if (current_model && !w->model_dir && m->model_dir) { /* found once, kept for the next slices */
+        w->model_dir = m->model_dir;
+        m->model_dir = NULL;
+    }
+    free(m->model_dir);
+    m->model_dir = NULL;
+    if (m->error && current_model) {
         send_ready(w, m->generation, false, m->error, m->load_seconds);
         return px_error_set("cannot load layers [%d, %d): %s", m->start, m->end, m->error), -1;
     }
-    if (m->generation != w->want_generation || !w->want_serve || m->start != w->want_start || m->end != w->want_end) {
+    if (m->error || !current_model || m->generation != w->want_generation || !w->want_serve ||
+        m->start != w->want_start || m->end != w->want_end) {
+        if (m->error) px_log_warn("a load of the previous model failed (%s); it is no longer wanted", m->error);
         px_stage_free(m->stage); /* superseded while loading */
         px_model_free(m->model);
         apply_assign(w);
         return 0;
     }
     w->model = m->model, w->stage = m->stage;
+    w->stage_epoch = m->model_epoch;
     w->pipeline_depth = 0;
     w->start = m->start, w->end = m->end;
     const px_model_config *cfg = px_model_config_of(w->model);
@@ -398,6 +469,8 @@ static void send_heartbeat(px_worker *w) {
     }
     h.bytes_in = atomic_load(&w->bytes_in), h.bytes_out = atomic_load(&w->bytes_out);
     h.items_in = atomic_load(&w->items_in);
+    h.load_total = atomic_load(&w->load_total);
+    h.load_done = PX_MIN((uint64_t)atomic_load(&w->load_done), h.load_total); /* two atomics: read apart */
     Parallax__PeerRtt *rt = px_calloc((size_t)w->n_peers + 1, sizeof *rt), **rp = px_calloc((size_t)w->n_peers + 1, sizeof *rp);
     for (int i = 0; i < w->n_peers; i++) {
         if (w->peers[i].rtt < 0) continue;
@@ -702,6 +775,8 @@ static void teardown(px_worker *w) {
     free(w->model_ref);
     free(w->revision);
     free(w->model_dir);
+    free(w->sched_model);
+    free(w->first_model);
 }
 
 int px_worker_run(const px_worker_options *o, atomic_bool *stop) {

@@ -9,7 +9,10 @@
  *   assign     load only the tensors of [start, end) of the model (found at
  *              the path the scheduler names, in the HF cache, or downloaded),
  *              start a stage on it, answer Ready. A later Assign swaps the
- *              slice without restarting the process.
+ *              slice without restarting the process; a later JoinReply that
+ *              names another model (the scheduler's Setup switched it) makes
+ *              the next Assign load that model. Heartbeats report the bytes
+ *              loaded so far while a slice loads.
  *   data path  Forward items go into the stage; its outputs go to the next
  *              stage of the request's route (hidden states in the wire
  *              dtype), and from the last stage the sampled token goes to the
@@ -43,6 +46,8 @@ typedef struct {
     int manual_start, manual_end; /* a fixed slice; -1 when none */
     bool skip_probe;          /* report no measured speed (tests: deterministic, fast start) */
     double join_timeout;      /* seconds to wait for the first JoinReply; <= 0: forever */
+    int load_delay_ms;        /* tests: sleep this long after each tensor loaded, so loading
+                                 progress can be watched (cmd_join: $PARALLAX_TEST_LOAD_DELAY_MS) */
 } px_worker_options;
 
 void px_worker_options_defaults(px_worker_options *o);

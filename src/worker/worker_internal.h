@@ -10,8 +10,10 @@
  *
  * Threads: the network thread owns every socket; the stage's executor
  * thread only packs messages and queues them in the outbox (mutex + eventfd
- * wake-up); a loader thread loads a slice and hands the new stage over
- * through the outbox too. The stage pointer changes only on the network
+ * wake-up); a loader thread loads a slice (from copies of the model settings
+ * it was given, so a JoinReply may change them meanwhile) and hands the new
+ * stage over through the outbox too; it publishes its progress in two atomics
+ * that heartbeats read. The stage pointer changes only on the network
  * thread, while no executor runs (px_stage_free stops it first). */
 #ifndef PX_WORKER_INTERNAL_H
 #define PX_WORKER_INTERNAL_H
@@ -61,6 +63,8 @@ typedef struct out_msg {
     int start, end;
     double load_seconds;
     char *error;
+    char *model_dir;             /* where the model was found (the loader resolved it) */
+    uint32_t model_epoch;        /* of the model it loaded */
 } out_msg;
 
 /* ---- the worker ---- */
@@ -87,7 +91,9 @@ typedef struct px_worker {
     uint8_t data_pub[PX_NET_KEY_BYTES], data_sec[PX_NET_KEY_BYTES];
     /* from JoinReply */
     bool joined;
-    char *model_ref, *revision, *model_dir;
+    char *model_ref, *revision, *model_dir; /* model_dir: NULL until a load resolved it */
+    char *sched_model, *first_model;        /* the scheduler's model argument; the first non-empty one */
+    uint32_t model_epoch;                   /* bumped whenever the scheduler names another model */
     int n_layers, wire_dtype, weight_dtype, heartbeat_ms;
     uint64_t kv_cache_bytes;
     /* the slice */
@@ -96,6 +102,8 @@ typedef struct px_worker {
     int start, end, hidden, vocab;
     int pipeline_depth;         /* set on the first stage: stages of the routes it heads */
     uint32_t generation;        /* of the slice held (or being loaded) */
+    uint32_t stage_epoch;       /* model_epoch of the model the stage runs */
+    atomic_uint_fast64_t load_done, load_total; /* progress of the current load (loader thread writes) */
     bool loading;
     pthread_t loader;
     bool loader_running;

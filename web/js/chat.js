@@ -11,6 +11,7 @@
 import { h, $, replace, copyText, flash } from './dom.js';
 import { renderMarkdown } from './markdown.js';
 import { ApiError, getJSON, streamSSE } from './api.js';
+import { noModelYet } from './cluster.js';
 import * as store from './store.js';
 
 const state = {
@@ -435,6 +436,19 @@ function autosize() {
 // ---- model info ----
 
 async function loadModel(refreshSettings) {
+  if (noModelYet()) { // a cluster scheduler waiting for Setup: /v1 answers 503 until then
+    state.model = null;
+    els.modelInfo.textContent = 'no model chosen yet';
+    replace(els.notice, h('strong', null, 'No model is chosen yet.'), ' Choose one on the ', h('a', { href: '#/setup' }, 'Setup'), ' page first.');
+    els.notice.dataset.kind = 'no-model';
+    els.notice.hidden = false;
+    refreshSettings();
+    return;
+  }
+  if (els.notice.dataset.kind === 'no-model') {
+    delete els.notice.dataset.kind;
+    els.notice.hidden = true;
+  }
   try {
     const r = await getJSON('/v1/models');
     state.model = r?.data?.[0] ?? null;
@@ -456,6 +470,13 @@ async function loadModel(refreshSettings) {
 
 export function onShow() {
   els.input.focus();
+  loadModel(() => {});
+}
+
+/** The server's model changed (Setup): forget what was learnt about the old one. */
+export function modelChanged() {
+  state.model = null;
+  state.noTemplate = false;
   loadModel(() => {});
 }
 

@@ -6,12 +6,20 @@
 // Otherwise the page follows GET /cluster/status/stream (NDJSON, one snapshot
 // a second; polling /cluster/status when the stream is unavailable) and
 // renders every view from the latest snapshot (docs/cluster-live.md).
+//
+// Setup lists GET /cluster/models (with the memory each model needs against
+// what the joined nodes offer), takes a typed path or repo id and a node
+// count, and POSTs /cluster/setup: the scheduler loads that model and the
+// nodes load their slices; then the page moves to Join. Join asks
+// GET /cluster/join for the exact command with the join secret (granted to
+// pages opened on the scheduler's machine, or with the API key); otherwise it
+// shows the command with the placeholder TOKEN and says where to find it.
 
 import { h, $, $$, replace, fmtBytes, fmtMs, copyText, flash } from './dom.js';
-import { ApiError, getJSON, getText, parseMetrics, metric, streamNDJSON } from './api.js';
+import { ApiError, getJSON, getText, postJSON, parseMetrics, metric, streamNDJSON } from './api.js';
 import {
   clusterState, nodesOf, nodeId, pipelinesOf, modelOf, nodeStatus, progressOf, sliceOf, hwOf, rttsOf, layerLatencyOf,
-  joinCommandOf, joinNeedsToken, neededBytesOf, minNodesOf, nodeName, nodeHost, requestsOf, diffSnapshots,
+  joinCommandOf, neededBytesOf, minNodesOf, nodeName, nodeHost, requestsOf, diffSnapshots, loadBytesOf, joinCommandFor,
 } from './status.js';
 
 let hooks = { onConnection() {}, onMode() {}, go() {} };
@@ -25,15 +33,20 @@ let snapshot = null; // the latest /cluster/status
 let firstSnapshot = null;
 
 export const hasCluster = () => mode === 'cluster';
+/** A cluster scheduler that has no model yet (choose one in Setup). */
+export const noModelYet = () => mode === 'cluster' && clusterState(snapshot ?? firstSnapshot) === 'setup';
 /** Where a bare URL lands: the setup while a cluster waits, else the chat. */
 export const defaultView = () => (mode === 'cluster' && firstSnapshot && clusterState(firstSnapshot) !== 'available' ? 'setup' : 'chat');
 
 export function setVisible(view) {
+  const was = visible;
   visible = view;
   if (mode === 'single') {
     if (view === 'cluster') startMetrics();
     else stopMetrics();
   }
+  if (mode === 'cluster' && view === 'join' && was !== 'join') fetchJoin();
+  if (mode === 'cluster' && view === 'setup' && was !== 'setup') fetchModels();
   if (mode === 'cluster' && snapshot) renderCluster();
 }
 
@@ -83,7 +96,9 @@ function onSnapshot(s) {
     events.splice(40);
   }
   for (const [id, g] of ghosts) if (ids.has(id) || now - g.since > GHOST_SECONDS * 1000) ghosts.delete(id);
-  hooks.onConnection(true, clusterState(s) === 'available' ? 'cluster ready' : 'waiting for nodes');
+  const st = clusterState(s);
+  hooks.onConnection(true, st === 'available' ? 'cluster ready' : st === 'setup' ? 'choose a model' : 'waiting for nodes');
+  if (prev && clusterState(prev) !== st) hooks.onModelChange?.();
   renderCluster();
 }
 
@@ -149,75 +164,207 @@ function renderCluster() {
 // ---- Setup ----
 
 let setupEls = null;
+let models = null;          // GET /cluster/models: {data: [...]} or {error}
+let modelsLoading = false;
+let selected = null;        // path of the chosen candidate, or 'other' (the typed field)
+
+async function fetchModels() {
+  if (modelsLoading) return;
+  modelsLoading = true;
+  try {
+    const r = await getJSON('/cluster/models');
+    models = { data: Array.isArray(r?.data) ? r.data.filter((x) => x && typeof x === 'object' && typeof x.path === 'string') : [] };
+  } catch (e) {
+    models = { data: [], error: e instanceof ApiError ? e.describe() : String(e) };
+  }
+  modelsLoading = false;
+  if (selected === null) {
+    const cur = models.data.find((m) => m.current) ?? models.data.find((m) => m.usable);
+    selected = cur ? cur.path : 'other';
+  }
+  if (visible === 'setup' && snapshot) {
+    if (setupEls) setupEls.listKey = null; // rebuild the list
+    renderSetup();
+  }
+}
+
+function offeredBytes() {
+  return shownNodes().filter((x) => x.status !== 'failed').reduce((a, x) => a + (hwOf(x.n).memory ?? 0), 0);
+}
 
 /** The form is built once (so typing is never interrupted); the cards update. */
 function buildSetup() {
   const s = snapshot;
   const m = modelOf(s);
-  const modelIn = h('input', { id: 'setup-model', type: 'text', value: m.ref ?? (m.name !== '–' ? m.name : ''), spellcheck: 'false', list: 'setup-models' });
-  const nodesIn = h('input', { id: 'setup-nodes', type: 'number', min: '1', step: '1', value: String(minNodesOf(s) ?? 1) });
-  const cmdPre = h('pre', { id: 'setup-cmd', tabindex: '0' });
-  const showCmd = () => {
-    const model = modelIn.value.trim();
-    const n = Math.max(1, parseInt(nodesIn.value, 10) || 1);
-    const q = /[^\w@%+=:,./-]/.test(model) ? `'${model.replace(/'/g, "'\\''")}'` : model;
-    cmdPre.textContent = `parallax run -m ${q || 'MODEL'} -n ${n}`;
-  };
-  modelIn.addEventListener('input', showCmd);
-  nodesIn.addEventListener('input', showCmd);
-  showCmd();
-  const copy = h('button', { type: 'button', class: 'btn', 'aria-label': 'Copy the run command' }, 'Copy');
-  copy.addEventListener('click', async () => flash(copy, (await copyText(cmdPre.textContent)) ? 'Copied' : 'Copy failed'));
-  const choices = h('datalist', { id: 'setup-models' });
+  const otherIn = h('input', { id: 'setup-model', type: 'text', spellcheck: 'false', autocomplete: 'off',
+    placeholder: 'a directory on the scheduler, or a repo id like Qwen/Qwen3-0.6B', 'aria-describedby': 'setup-model-hint' });
+  const nodesIn = h('input', { id: 'setup-nodes', type: 'number', min: '1', max: '64', step: '1', inputmode: 'numeric',
+    value: String(minNodesOf(s) ?? 1) });
+  const list = h('div', { id: 'setup-models', class: 'model-list', role: 'radiogroup', 'aria-label': 'Models the scheduler found' });
+  const otherRadio = h('input', { type: 'radio', name: 'setup-choice', id: 'setup-choice-other', value: 'other' });
+  otherRadio.addEventListener('change', () => { selected = 'other'; renderSetup(); });
+  otherIn.addEventListener('focus', () => { if (selected !== 'other') { selected = 'other'; otherRadio.checked = true; renderSetup(); } });
+  otherIn.addEventListener('input', () => renderSetup());
+  const useBtn = h('button', { type: 'submit', class: 'btn primary', id: 'setup-use' }, 'Use this model');
+  const result = h('div', { id: 'setup-result', role: 'status', 'aria-live': 'polite' });
+  const refresh = h('button', { type: 'button', class: 'btn', id: 'setup-refresh' }, 'Refresh list');
+  refresh.addEventListener('click', () => fetchModels());
+  const form = h('form', { id: 'setup-form', class: 'card', autocomplete: 'off' },
+    h('h2', null, 'Choose the model'),
+    h('p', { class: 'muted small' }, 'Models in the scheduler\'s ', h('code', null, '--model-dir'), ' directories and its Hugging Face cache. ',
+      'The memory a model needs is the size of its weights; the joined nodes share it (each also keeps some memory for its KV cache).'),
+    h('div', { class: 'row' }, refresh),
+    list,
+    h('div', { class: 'field other-field' },
+      h('label', { for: 'setup-model' }, h('span', null, otherRadio, ' Another model (path or repo id)')),
+      otherIn,
+      h('p', { class: 'hint', id: 'setup-model-hint' }, 'A repo id is downloaded into the scheduler\'s Hugging Face cache (configs and tokenizer; ',
+        'each node fetches its own weights).')),
+    h('div', { class: 'row' },
+      h('div', { class: 'field' }, h('label', { for: 'setup-nodes' }, 'Nodes to wait for'), nodesIn),
+      useBtn),
+    result);
+  form.addEventListener('submit', (e) => { e.preventDefault(); submitSetup(); });
   const modelCard = h('div', { class: 'card', id: 'setup-model-card' });
   const memCard = h('div', { class: 'card', id: 'setup-mem-card' });
   replace($('#setup-body'),
     h('p', { class: 'lead' }, 'The scheduler holds the model\'s tokenizer and decides which node runs which layers. ',
-      'Check the model and the memory it needs, then let the nodes join.'),
+      'Choose the model and how many nodes to wait for, then let the nodes join.'),
     h('div', { class: 'two-col' }, modelCard, memCard),
-    h('div', { class: 'row' }, h('a', { class: 'btn primary', href: '#/join' }, 'Next: join nodes →')),
-    h('div', { class: 'card' },
-      h('h2', null, 'Run a different model'),
-      h('p', { class: 'muted small' }, 'The model is chosen when the scheduler starts: a local model directory, a path, or a ',
-        'Hugging Face repo id (downloaded into the HF cache once); the scheduler waits for this many nodes before it serves.'),
-      h('div', { class: 'row' },
-        h('div', { class: 'field grow' }, h('label', { for: 'setup-model' }, 'Model (directory or repo id)'), modelIn, choices),
-        h('div', { class: 'field' }, h('label', { for: 'setup-nodes' }, 'Nodes to wait for'), nodesIn)),
-      h('div', { class: 'cmd' }, cmdPre, copy)));
-  setupEls = { modelCard, memCard, choices };
+    form,
+    h('div', { class: 'row' }, h('a', { class: 'btn', href: '#/join', id: 'setup-next' }, 'Next: join nodes →')));
+  setupEls = { modelCard, memCard, list, otherIn, otherRadio, nodesIn, useBtn, result, listKey: null, initialRef: m.ref };
+  if (!models) fetchModels();
+}
+
+/** The candidate the form points at, or {path: typed text} for "other". */
+function chosen() {
+  if (selected !== 'other') {
+    const c = models?.data.find((x) => x.path === selected);
+    if (c) return c;
+  }
+  const typed = setupEls.otherIn.value.trim();
+  return typed ? { path: typed, name: typed, typed: true } : null;
+}
+
+function fitText(need, offered) {
+  if (need === null || need === undefined) return 'size unknown';
+  return offered >= need ? 'fits the joined nodes' : `${fmtBytes(need - offered)} more than the joined nodes offer`;
+}
+
+function renderModelList(offered) {
+  const data = models?.data ?? [];
+  const key = JSON.stringify([data.map((x) => [x.path, x.current, x.bytes]), offered > 0, selected, models?.error]);
+  if (setupEls.listKey === key) return;
+  setupEls.listKey = key;
+  const focusedPath = document.activeElement?.closest?.('#setup-models') ? document.activeElement.value : null;
+  const items = data.map((c, k) => {
+    const id = `setup-choice-${k}`;
+    const radio = h('input', { type: 'radio', name: 'setup-choice', id, value: c.path, disabled: !c.usable });
+    radio.checked = selected === c.path;
+    radio.addEventListener('change', () => { selected = c.path; renderSetup(); });
+    const need = typeof c.bytes === 'number' ? c.bytes : null;
+    const facts = [
+      c.architecture ?? null,
+      typeof c.layers === 'number' ? `${c.layers} layers` : null,
+      typeof c.hidden === 'number' ? `hidden ${c.hidden}` : null,
+      need !== null ? `needs ${fmtBytes(need)}${c.bytes_estimated ? ' (estimated)' : ''}` : null,
+    ].filter(Boolean).join(' · ');
+    const source = { 'hf-cache': 'Hugging Face cache', 'model-dir': 'model directory', current: 'running now' }[c.source] ?? c.source;
+    return h('label', { class: `model-item${c.usable ? '' : ' unusable'}${selected === c.path ? ' chosen' : ''}`, for: id, dataset: { path: c.path } },
+      radio,
+      h('span', { class: 'model-text' },
+        h('strong', null, c.name ?? c.id ?? c.path), c.current ? h('span', { class: 'badge ready' }, 'current') : null,
+        h('span', { class: 'muted small model-src' }, ` ${source}`),
+        h('span', { class: 'small model-facts' }, facts || ' '),
+        h('span', { class: 'muted small model-path' }, c.path),
+        c.usable ? h('span', { class: `small fit ${need !== null && offered < need ? 'short' : 'ok'}` }, fitText(need, offered))
+          : h('span', { class: 'small err-text' }, `cannot be served: ${c.error ?? 'unknown error'}`)));
+  });
+  replace(setupEls.list,
+    models === null ? h('p', { class: 'muted' }, 'Looking for models…')
+      : models.error ? h('p', { class: 'err-text', role: 'alert' }, `The model list is unavailable: ${models.error}`)
+        : items.length ? items : h('p', { class: 'muted', id: 'setup-none' }, 'No model found in the model directories or the Hugging Face cache: type a path or a repo id below.'));
+  setupEls.otherRadio.checked = selected === 'other';
+  if (focusedPath) setupEls.list.querySelector(`input[value="${CSS.escape(focusedPath)}"]`)?.focus();
+}
+
+async function submitSetup() {
+  const c = chosen();
+  const nodes = Number(setupEls.nodesIn.value);
+  if (!c) {
+    showSetupResult('err', 'Choose a model from the list or type a path or repo id.');
+    (selected === 'other' ? setupEls.otherIn : setupEls.list.querySelector('input'))?.focus();
+    return;
+  }
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) {
+    showSetupResult('err', 'Nodes to wait for: a whole number from 1 to 64.');
+    setupEls.nodesIn.focus();
+    return;
+  }
+  setupEls.useBtn.disabled = true;
+  showSetupResult('busy', `Loading ${c.name ?? c.path}…`);
+  try {
+    const r = await postJSON('/cluster/setup', { model: c.path, nodes });
+    showSetupResult('ok', `The scheduler serves ${r.model ?? c.name} (${r.n_layers ?? '?'} layers) and waits for ${r.workers_needed ?? nodes} node${(r.workers_needed ?? nodes) === 1 ? '' : 's'}.`);
+    models = null;
+    selected = null;
+    hooks.onModelChange?.();
+    hooks.go('join');
+  } catch (e) {
+    const text = e instanceof ApiError ? e.describe() : String(e);
+    const hint = e instanceof ApiError && e.status === 401 ? ' Enter the API key in the chat\'s Settings.'
+      : e instanceof ApiError && e.status === 403 ? ' Open this page on the scheduler\'s machine (http://127.0.0.1:PORT/), or start parallax run with --api-key and enter the key in Settings.'
+        : e instanceof ApiError && e.status === 409 ? ' Wait for the answers in progress to finish, then try again.' : '';
+    showSetupResult('err', text + hint);
+  } finally {
+    setupEls.useBtn.disabled = false;
+  }
+}
+
+function showSetupResult(kind, text) {
+  setupEls.result.className = kind === 'err' ? 'notice error-notice' : kind === 'ok' ? 'notice ok-notice' : 'notice';
+  setupEls.result.dataset.kind = kind;
+  setupEls.result.setAttribute('role', kind === 'err' ? 'alert' : 'status');
+  replace(setupEls.result, text);
 }
 
 function renderSetup() {
   if (!setupEls || !document.contains(setupEls.modelCard)) buildSetup();
   const s = snapshot;
   const m = modelOf(s);
-  const need = neededBytesOf(s);
+  const state = clusterState(s);
   const nodes = shownNodes().filter((x) => x.status !== 'failed');
-  const offered = nodes.reduce((a, x) => a + (hwOf(x.n).memory ?? 0), 0);
+  const offered = offeredBytes();
   const minNodes = minNodesOf(s);
+  const pick = chosen();
+  const pickNeed = pick && !pick.typed && typeof pick.bytes === 'number' ? pick.bytes : null;
+  const showPick = pick && !pick.current && pick.path !== m.ref;
+  const need = showPick ? pickNeed : neededBytesOf(s);
   const frac = need ? Math.min(1, offered / need) : 0;
   replace(setupEls.modelCard,
     h('h2', null, 'Model'),
-    h('p', { class: 'model-line' }, h('strong', null, m.name), m.ref && m.ref !== m.name ? h('span', { class: 'muted' }, ` (${m.ref})`) : null),
-    h('p', { class: 'muted small' }, [
+    state === 'setup' ? h('p', { class: 'model-line', id: 'setup-no-model' }, h('strong', null, 'No model chosen yet.'),
+      h('span', { class: 'muted' }, ' Nodes that join now wait until you choose one below.'))
+      : h('p', { class: 'model-line' }, h('strong', null, m.name), m.ref && m.ref !== m.name ? h('span', { class: 'muted' }, ` (${m.ref})`) : null),
+    state === 'setup' ? null : h('p', { class: 'muted small' }, [
       m.layers !== null ? `${m.layers} layers` : null,
       m.context !== null ? `context ${m.context} tokens` : null,
-      need !== null ? `${fmtBytes(need)} of weights` : null,
+      neededBytesOf(s) !== null ? `${fmtBytes(neededBytesOf(s))} of weights` : null,
     ].filter(Boolean).join(' · ') || ' '),
-    h('div', { class: 'row' }, 'Cluster: ', badge(clusterState(s)),
+    h('div', { class: 'row' }, 'Cluster: ', badge(state),
       h('span', { class: 'muted', id: 'setup-count' },
         `${nodes.length}${minNodes !== null ? ` of ${minNodes}` : ''} node${(minNodes ?? nodes.length) === 1 ? '' : 's'} joined`)));
   replace(setupEls.memCard,
-    h('h2', null, 'Memory'),
+    h('h2', null, 'Memory', showPick && pick ? h('span', { class: 'muted small' }, ` · for ${pick.name ?? pick.path}`) : null),
     h('p', { id: 'setup-mem-text' }, `needed ${need !== null ? fmtBytes(need) : '–'} · offered by joined nodes ${fmtBytes(offered)}`),
     h('div', { class: 'meter', role: 'meter', 'aria-label': 'memory offered vs needed', 'aria-valuemin': '0', 'aria-valuemax': '100',
       'aria-valuenow': String(Math.round(frac * 100)), id: 'setup-mem' },
       h('div', { class: `meter-fill${need && offered < need ? ' over' : ''}`, style: { width: `${(frac * 100).toFixed(1)}%` } })),
-    h('p', { class: 'muted small' }, need === null ? 'The scheduler did not report the model size.'
+    h('p', { class: 'muted small' }, need === null ? (showPick && pick?.typed ? 'The size of a typed model is known once it is loaded.' : 'The size of the model is unknown.')
       : offered >= need ? 'The joined nodes can hold the model (each also keeps a share of its memory for the KV cache).'
         : `${fmtBytes(need - offered)} more needed: let more nodes join.`));
-  const models = Array.isArray(s.models) ? s.models : [];
-  replace(setupEls.choices, models.map((x) => h('option', { value: typeof x === 'string' ? x : x?.ref ?? x?.name ?? '' })));
+  renderModelList(offered);
 }
 
 // ---- Join ----
@@ -226,9 +373,12 @@ function nodeRows(list, withDetails) {
   return list.map(({ n, status, ghost }) => {
     const hw = hwOf(n);
     const prog = progressOf(n);
+    const lb = loadBytesOf(n);
     const stateCell = h('td', null, badge(status),
       status === 'loading' && prog !== null ? h('div', { class: 'meter small-meter', role: 'progressbar', 'aria-valuenow': String(Math.round(prog * 100)), 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-label': `${nodeName(n)} loading` },
         h('div', { class: 'meter-fill', style: { width: `${(prog * 100).toFixed(0)}%` } })) : null,
+      status === 'loading' && prog !== null ? h('div', { class: 'muted small progress-text' },
+        `${Math.round(prog * 100)} %${lb ? ` · ${fmtBytes(lb.done)} of ${fmtBytes(lb.total)}` : ''}`) : null,
       ghost ? h('div', { class: 'muted small' }, 'no longer reported') : null,
       n.error ? h('div', { class: 'err-text small' }, String(n.error)) : null);
     const cells = [
@@ -262,14 +412,26 @@ function nodesTable(list, withDetails) {
 }
 
 let joinEls = null;
+let joinInfo = null;  // GET /cluster/join: {command, token, address, cluster_port, auto_command}, or {error, status}
+
+async function fetchJoin() {
+  try {
+    joinInfo = await getJSON('/cluster/join');
+  } catch (e) {
+    joinInfo = { error: e instanceof ApiError ? e.describe() : String(e), status: e instanceof ApiError ? e.status : 0 };
+  }
+  if (visible === 'join' && snapshot) renderJoin();
+}
 
 function buildJoin() {
   const cmdPre = h('pre', { id: 'join-cmd', tabindex: '0' });
   const copy = h('button', { type: 'button', class: 'btn', id: 'join-copy', 'aria-label': 'Copy the join command' }, 'Copy');
   copy.addEventListener('click', async () => flash(copy, (await copyText(cmdPre.textContent)) ? 'Copied' : 'Copy failed'));
+  const autoPre = h('pre', { id: 'join-auto-cmd', tabindex: '0' });
+  const autoRow = h('div', { id: 'join-auto' }, h('p', { class: 'muted small' }, 'On the same LAN the scheduler is also found by its beacon:'),
+    h('div', { class: 'cmd' }, autoPre));
   const banner = h('div', { id: 'join-state', role: 'status' });
-  const tokenNote = h('p', { class: 'muted small', id: 'join-token-note' }, 'TOKEN is the cluster\'s join token, a secret this page does not ',
-    'receive: ', h('code', null, 'parallax run'), ' prints it when it starts (docs/cluster-live.md).');
+  const tokenNote = h('p', { class: 'muted small', id: 'join-token-note' });
   const nodesTitle = h('h2', null, 'Nodes');
   const nodesBox = h('div', { id: 'join-nodes' });
   const next = h('div', { class: 'row' }, h('a', { class: 'btn primary', href: '#/chat', id: 'join-next' }, 'Next: chat →'));
@@ -277,21 +439,33 @@ function buildJoin() {
     banner,
     h('div', { class: 'card' },
       h('h2', null, 'Join command'),
-      h('p', { class: 'muted small' }, 'Run this on every machine that should serve. On the same LAN, ',
-        h('code', null, '-s auto'), ' instead of the address finds the scheduler by its beacon.'),
+      h('p', { class: 'muted small' }, 'Run this on every machine that should serve (',
+        h('code', null, 'parallax'), ' built there). It carries the cluster\'s secret: share it only with your own machines.'),
       h('div', { class: 'cmd' }, cmdPre, copy),
+      autoRow,
       tokenNote),
     h('div', { class: 'card' }, nodesTitle, nodesBox),
     next);
-  joinEls = { cmdPre, banner, nodesTitle, nodesBox, next, tokenNote };
+  joinEls = { cmdPre, banner, nodesTitle, nodesBox, next, tokenNote, autoRow, autoPre };
 }
 
 function renderJoin() {
   if (!joinEls || !document.contains(joinEls.cmdPre)) buildJoin();
   const s = snapshot;
-  const cmd = joinCommandOf(s, location);
+  const real = joinInfo && !joinInfo.error && typeof joinInfo.token === 'string' ? joinInfo : null;
+  const cmd = real ? joinCommandFor(real, location) : joinCommandOf(s, location);
   if (joinEls.cmdPre.textContent !== cmd) joinEls.cmdPre.textContent = cmd;
-  joinEls.tokenNote.hidden = !joinNeedsToken(s);
+  joinEls.cmdPre.dataset.secret = real ? 'yes' : 'no';
+  joinEls.autoRow.hidden = !(real && typeof real.auto_command === 'string');
+  if (real && real.auto_command && joinEls.autoPre.textContent !== real.auto_command) joinEls.autoPre.textContent = real.auto_command;
+  joinEls.tokenNote.hidden = !!real;
+  if (!real) {
+    const why = joinInfo?.status === 401 ? 'Enter the API key in the chat\'s Settings and reopen Join, or'
+      : 'It is given only to a page opened on the scheduler\'s own machine (http://127.0.0.1:…/) or with the API key;';
+    const note = [h('strong', null, 'TOKEN'), ' stands for the cluster\'s join token, a secret this page did not receive. ', why, ' ',
+      h('code', null, 'parallax run'), ' also prints the whole command when it starts (docs/cluster-live.md).'];
+    if (joinEls.tokenNote.dataset.why !== why) { joinEls.tokenNote.dataset.why = why; replace(joinEls.tokenNote, note); }
+  }
   const list = shownNodes();
   const ready = list.filter((x) => x.status === 'ready').length;
   const loading = list.filter((x) => x.status === 'loading').length;
@@ -304,6 +478,9 @@ function renderJoin() {
     cls += ' ok-notice';
     head = 'The cluster is ready.';
     text = ` ${ready} node${ready === 1 ? '' : 's'} serving${failed ? `, ${failed} failed` : ''}.`;
+  } else if (state === 'setup') {
+    head = 'No model chosen yet.';
+    text = ` Nodes can join now (${joined} joined); they load their layers once you choose the model in Setup.`;
   } else if (!joined) {
     head = 'Waiting for nodes.';
     text = ' Run the command below on each machine.';
@@ -313,7 +490,10 @@ function renderJoin() {
   }
   joinEls.banner.className = cls;
   joinEls.banner.dataset.state = state;
-  if (joinEls.banner.textContent !== head + text) replace(joinEls.banner, h('strong', null, head), text); // a live region: only real changes
+  if (joinEls.banner.dataset.text !== head + text) { // a live region: only real changes
+    joinEls.banner.dataset.text = head + text;
+    replace(joinEls.banner, h('strong', null, head), text, state === 'setup' ? [' ', h('a', { href: '#/setup' }, 'Go to Setup')] : null);
+  }
   joinEls.nodesTitle.textContent = `Nodes (${list.length})`;
   replace(joinEls.nodesBox, list.length ? nodesTable(list, false) : h('p', { class: 'muted' }, 'No node has joined yet.'));
   joinEls.next.hidden = state !== 'available';

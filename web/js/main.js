@@ -2,7 +2,7 @@
 // hash router (#/chat, #/setup, #/join, #/cluster) and the connection dot.
 
 import { $, $$ } from './dom.js';
-import { initChat, onShow as showChat } from './chat.js';
+import { initChat, onShow as showChat, modelChanged } from './chat.js';
 import * as cluster from './cluster.js';
 
 const VIEWS = ['chat', 'setup', 'join', 'cluster'];
@@ -33,8 +33,8 @@ function route() {
 
 async function boot() {
   for (const v of VIEWS) $(`#${v}-title`)?.setAttribute('tabindex', '-1');
-  initChat();
-  await cluster.init({
+  let chatReady = false;
+  await cluster.init({ // first: the chat asks /v1/models only once it knows a model is chosen
     onConnection: (ok, text) => {
       $('#conn').classList.toggle('ok', ok);
       $('#conn').classList.toggle('bad', !ok);
@@ -42,7 +42,10 @@ async function boot() {
     },
     onMode: () => { if (currentView && currentView !== 'chat') { const v = currentView; currentView = null; show(v); } },
     go: (view) => { location.hash = `#/${view}`; },
+    onModelChange: () => { if (chatReady) modelChanged(); },
   });
+  initChat();
+  chatReady = true;
   window.addEventListener('hashchange', route);
   route();
   if (!currentView) show(cluster.defaultView());

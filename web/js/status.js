@@ -106,8 +106,16 @@ export function nodeStatus(n) {
 }
 
 export function progressOf(n) {
-  const p = num(n.progress) ?? num(n.load_progress);
+  let p = num(n.progress) ?? num(n.load_progress);
+  const lb = loadBytesOf(n);
+  if (p === null && lb) p = lb.done / lb.total;
   return p === null ? null : Math.max(0, Math.min(1, p > 1 ? p / 100 : p));
+}
+
+/** {done, total} bytes of the node's slice loaded (its heartbeats), or null. */
+export function loadBytesOf(n) {
+  const done = num(n.load_done), total = num(n.load_total);
+  return done !== null && total !== null && total > 0 ? { done: Math.min(done, total), total } : null;
 }
 
 /** Seconds per layer per token, or null. */
@@ -159,10 +167,21 @@ export function joinCommandOf(s, location) {
   return cmd;
 }
 
-/** The token is a secret the scheduler does not publish: the command then
- * carries the placeholder TOKEN, which the page explains. */
-export function joinNeedsToken(s) {
-  return !(str(s?.join_command) ?? str(s?.join?.command) ?? str(s?.token) ?? str(s?.join_token) ?? str(s?.join?.token));
+const isLoopbackHost = (h) => !h || h === 'localhost' || /^127\./.test(h) || h === '[::1]' || h === '::1';
+
+/**
+ * The join command from GET /cluster/join ({command, token, cluster_port}):
+ * the scheduler's own command (with the address it found for other machines)
+ * when the page was opened on a loopback address, else the command with the
+ * host this page was opened with (which this browser's machine reaches).
+ */
+export function joinCommandFor(info, location) {
+  const host = location?.hostname ?? '';
+  if (isLoopbackHost(host) && str(info?.command)) return info.command;
+  const port = num(info?.cluster_port);
+  const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  if (!h || port === null || !str(info?.token)) return str(info?.command) ?? 'parallax join --token TOKEN';
+  return `parallax join -s ${h}:${port} --token ${info.token}`;
 }
 
 /** Requests in flight in the cluster (or null). */
