@@ -46,10 +46,11 @@ function spawnIn(ns, cmd, args, env) {
   return spawn('ip', ['netns', 'exec', ns, cmd, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-// `parallax run -m MODEL ARGS`: resolves {url, clusterPort, token, ...process}.
+// `parallax run -m MODEL ARGS` (model null: no -m, the "setup" state):
+// resolves {url, clusterPort, token, ...process}.
 export function startScheduler(parallax, model, args = [], { ns, stateDir, quiet = true, timeoutMs = 60000, host = '127.0.0.1', env = {} } = {}) {
   return new Promise((resolve, reject) => {
-    const all = ['run', '-m', model, '--port', '0', '--cluster-port', '0', '--host', host, ...args];
+    const all = ['run', ...(model ? ['-m', model] : []), '--port', '0', '--cluster-port', '0', '--host', host, ...args];
     if (stateDir) all.push('--state-dir', stateDir);
     const p = track(spawnIn(ns, parallax, all, env), quiet, '[run] ');
     let done = false;

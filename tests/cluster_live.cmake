@@ -10,6 +10,10 @@
 #   cluster_security  no/wrong join secret -> refused and logged; a relay that
 #                     records every byte of scheduler and worker traffic sees no
 #                     plaintext prompt (text or token ids)
+#   cluster_setup     `parallax run` without -m: the setup state, /cluster/models,
+#                     POST /cluster/setup (validation, access rules, 409 while a
+#                     request is in flight), GET /cluster/join, loading progress,
+#                     workers that switch to another model without restarting
 #   cluster_netns     (root; label netns) scheduler and workers in separate
 #                     network namespaces over veth: exactness 1-4 stages,
 #                     `-s auto` via the LAN beacon, a WAN-like link (tc netem,
@@ -35,6 +39,9 @@ endif()
 
 add_test(NAME cluster_security COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_security.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --work ${PX_CLUSTER_OUT}/security")
 set_tests_properties(cluster_security PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
+
+add_test(NAME cluster_setup COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_setup.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --work ${PX_CLUSTER_OUT}/setup")
+set_tests_properties(cluster_setup PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
 
 # root only (network namespaces); skips itself (77) without root or iproute2
 add_test(NAME cluster_netns COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_netns.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --work ${PX_CLUSTER_OUT}/netns")

@@ -10,6 +10,7 @@
  *     18: a quantized run may take the other token there and continue
  *     differently); chained slices and 1 vs 2 threads still bit-identical.
  *   - with an f16 KV cache: every greedy id identical.
+ *   - the loading progress callback: from 0 up to the slice's tensor bytes.
  * usage: test_model_aidreams MODEL_DIR */
 #include "model.h"
 #include "px_test.h"
@@ -196,6 +197,53 @@ static void test_chained_slices(px_model *full, px_pool *pool) {
     px_kv_cache_free(cf.kv);
 }
 
+/* The loading progress callback: starts at 0, grows, ends at the total;
+ * the slices' totals add up to the whole model's (the embedding counted
+ * once per slice that needs it: it is tied, so [k,L) reads it as lm_head). */
+typedef struct {
+    int calls;
+    uint64_t last, total;
+    bool monotonic, same_total;
+} progress_log;
+
+static void on_progress(void *user, uint64_t done, uint64_t total) {
+    progress_log *p = user;
+    if (!p->calls) p->total = total, p->monotonic = p->same_total = true;
+    if (p->calls && done < p->last) p->monotonic = false;
+    if (total != p->total || done > total) p->same_total = false;
+    p->last = done;
+    p->calls++;
+}
+
+static void test_load_progress(void) {
+    progress_log whole = {0}, a = {0}, b = {0};
+    px_model *m = px_model_load(model_dir, &(px_load_options){.dtype = -1, .progress = on_progress, .progress_user = &whole});
+    CHECK(m != NULL);
+    int L = m ? px_model_config_of(m)->n_layers : 0;
+    CHECK_MSG(whole.calls > 3 && whole.monotonic && whole.same_total && whole.last == whole.total && whole.total > 0,
+              "progress: %d calls, last %llu of %llu", whole.calls, (unsigned long long)whole.last,
+              (unsigned long long)whole.total);
+    /* the whole model's tensors: its file less the header */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
+    FILE *f = fopen(path, "rb");
+    long file = -1;
+    if (f && !fseek(f, 0, SEEK_END)) file = ftell(f);
+    if (f) fclose(f);
+    CHECK_MSG(file > 0 && whole.total <= (uint64_t)file && whole.total > (uint64_t)file * 9 / 10,
+              "progress total %llu vs file %ld", (unsigned long long)whole.total, file);
+    px_model *s1 = px_model_load(model_dir, &(px_load_options){.start = 0, .end = 1, .dtype = -1, .progress = on_progress,
+                                                               .progress_user = &a});
+    px_model *s2 = px_model_load(model_dir, &(px_load_options){.start = 1, .end = L, .dtype = -1, .progress = on_progress,
+                                                               .progress_user = &b});
+    CHECK(s1 && s2 && a.last == a.total && b.last == b.total && a.total < whole.total && b.total < whole.total);
+    CHECK_MSG(a.total + b.total > whole.total, "slices %llu + %llu vs whole %llu (the tied embedding read twice)",
+              (unsigned long long)a.total, (unsigned long long)b.total, (unsigned long long)whole.total);
+    px_model_free(s1);
+    px_model_free(s2);
+    px_model_free(m);
+}
+
 static void test_thread_count_independent(px_model *m) {
     float l1[512], l2[512];
     px_pool *p1 = px_pool_create(1), *p2 = px_pool_create(2);
@@ -294,6 +342,7 @@ int main(int argc, char **argv) {
     test_bad_batches(m, pool);
     test_q8_0(pool);
     test_f16_kv(m, pool);
+    test_load_progress();
     /* converted on load: f32 -> f16 / bf16 still runs and stays close */
     for (int dt = PX_DTYPE_F16; dt <= PX_DTYPE_BF16; dt++) {
         px_load_options o = {.dtype = dt};

@@ -314,7 +314,8 @@ static void on_heartbeat(px_sched *s, int slot, const Parallax__Heartbeat *h) {
     w->positions = h->positions, w->steps = h->steps;
     w->bytes_in = h->bytes_in, w->bytes_out = h->bytes_out, w->items_in = h->items_in;
     w->kv_blocks_total = (int)h->kv_blocks_total, w->kv_blocks_used = (int)h->kv_blocks_used;
-    w->load_done = h->load_done, w->load_total = h->load_total;
+    if (h->load_generation == w->generation) w->load_done = h->load_done, w->load_total = h->load_total;
+    else w->load_done = w->load_total = 0; /* a load for an older Assign (or none yet) */
     for (size_t i = 0; i < h->n_rtts; i++) {
         int peer = find_worker(s, h->rtts[i]->peer);
         if (peer < 0) continue;

@@ -355,6 +355,7 @@ static void apply_assign(px_worker *w) {
     px_log_info("loading layers [%d, %d) of %s", job->start, job->end, w->model_ref);
     atomic_store(&w->load_done, 0);
     atomic_store(&w->load_total, 0);
+    w->load_generation = job->generation;
     w->loading = true;
     if (pthread_create(&w->loader, NULL, loader_main, job)) {
         load_job_free(job);
@@ -471,6 +472,7 @@ static void send_heartbeat(px_worker *w) {
     h.items_in = atomic_load(&w->items_in);
     h.load_total = atomic_load(&w->load_total);
     h.load_done = PX_MIN((uint64_t)atomic_load(&w->load_done), h.load_total); /* two atomics: read apart */
+    h.load_generation = w->load_generation;
     Parallax__PeerRtt *rt = px_calloc((size_t)w->n_peers + 1, sizeof *rt), **rp = px_calloc((size_t)w->n_peers + 1, sizeof *rp);
     for (int i = 0; i < w->n_peers; i++) {
         if (w->peers[i].rtt < 0) continue;

@@ -104,6 +104,7 @@ typedef struct px_worker {
     uint32_t generation;        /* of the slice held (or being loaded) */
     uint32_t stage_epoch;       /* model_epoch of the model the stage runs */
     atomic_uint_fast64_t load_done, load_total; /* progress of the current load (loader thread writes) */
+    uint32_t load_generation;   /* the Assign generation of the current (or last) load */
     bool loading;
     pthread_t loader;
     bool loader_running;
