@@ -7,7 +7,8 @@
 //             documented plain-text transcript; Shift+Enter is a newline;
 //             TTFT and tokens/s are shown; a server error (max_tokens past the
 //             context) is shown plainly in the answer
-//   stop      through a relay that slows the SSE stream down, the answer is
+//   stop      through a relay that lets the SSE stream out one event at a
+//             time (as the test allows: no timing involved), the answer is
 //             seen growing, Stop ends it midway: a strict prefix of the greedy
 //             answer, marked stopped, the connection closed; the chat works on
 //   reload    conversations come back from localStorage, switchable from the list
@@ -68,7 +69,7 @@ function contrastProbe() {
 }
 
 const srv = await startServer(args.parallax, ['-m', args.model, '--threads', '1']);
-const relay = await startRelay(srv.url, 45);
+const relay = await startRelay(srv.url, { gated: true }); // events go out only when the test allows them
 const browser = await launch(chromium, args.chromium, DESKTOP);
 const ctx = browser.ctx;
 const page = browser.page;
@@ -178,6 +179,12 @@ try {
 
   // ---------------- stop midway (slowed stream) ----------------
   step('stop midway');
+  // The relay holds the stream back and lets one event out at a time: the
+  // answer is seen growing event by event, and Stop lands while most of it
+  // is still held, whatever the machine's load.
+  const full1 = await postJson(`${srv.url}/v1/completions`, { prompt: prompt1, temperature: 0 });
+  const tokens1 = full1.json?.usage?.completion_tokens ?? 0;
+  t.check(tokens1 > 12, 'the greedy answer is long enough to stop midway', tokens1);
   const slow = await ctx.newPage();
   watch(slow);
   await slow.goto(`${relay.url}/`);
@@ -185,15 +192,17 @@ try {
   await setSettings(slow, { temperature: 0 });
   await slow.fill('#input', prompt1);
   await slow.keyboard.press('Enter');
-  const seen = new Set();
-  const t0 = Date.now();
-  while (Date.now() - t0 < 15000) {
-    const len = await slow.evaluate(() => document.querySelector('.msg.assistant .content')?.innerText.length ?? 0);
-    if (len) seen.add(len);
-    if (seen.size >= 4 && len > 20) break;
-    await sleep(30);
+  const contentLen = (p, k) => p.evaluate((i) => document.querySelectorAll('.msg.assistant')[i]?.querySelector('.content')?.innerText.length ?? 0, k);
+  const seen = [];
+  for (let k = 0; k < 4; k++) {
+    const before = await contentLen(slow, 0);
+    relay.allow(1);
+    try {
+      await slow.waitForFunction((n) => (document.querySelector('.msg.assistant .content')?.innerText.length ?? 0) > n, before, { timeout: 15000 });
+    } catch { /* checked below */ }
+    seen.push(await contentLen(slow, 0));
   }
-  t.check(seen.size >= 4, 'the answer is seen growing while it streams', [...seen]);
+  t.check(new Set(seen).size === 4 && seen.every((x, i) => !i || x > seen[i - 1]), 'the answer is seen growing, event by event', seen);
   t.check(await slow.isVisible('#stop') && await slow.isHidden('#send'), 'Stop replaces Send while answering');
   t.check(await slow.getAttribute('.msg.assistant', 'aria-busy') === 'true', 'the streaming answer is aria-busy');
   await shot('chat-streaming-desktop', slow);
@@ -204,17 +213,19 @@ try {
   t.check(stopped.content.length > 0 && stopped.content.length < want1.length && want1.startsWith(stopped.content),
     'the stopped answer is a strict prefix of the greedy answer', { got: stopped.content.length, full: want1.length });
   t.check(/stopped/.test(await slow.textContent('.msg.assistant .who')), 'the answer says stopped');
-  await sleep(200);
-  t.check(relay.stats.clientClosedEarly >= 1, 'Stop closed the stream', relay.stats);
+  t.check(await relay.waitClosedEarly(1), 'Stop closed the stream', relay.stats);
   t.check(await slow.isVisible('#send') && await slow.isHidden('#stop'), 'Send is back after Stop');
   await shot('chat-stopped-desktop', slow);
   // Esc stops too
   await slow.fill('#input', 'Once upon a time there was');
   await slow.keyboard.press('Enter');
-  await slow.waitForFunction(() => (document.querySelectorAll('.msg.assistant')[1]?.querySelector('.content')?.innerText.length ?? 0) > 5);
+  relay.allow(2);
+  await slow.waitForFunction(() => (document.querySelectorAll('.msg.assistant')[1]?.querySelector('.content')?.innerText.length ?? 0) > 0,
+    null, { timeout: 15000 });
   await slow.keyboard.press('Escape');
   await waitAnswer(slow, 2);
   t.check((await stored(slow))[0].messages[3]?.stopped === true, 'Esc stops an answer too');
+  t.check(await relay.waitClosedEarly(2), 'Esc closed its stream too', relay.stats);
   await slow.close();
 
   // ---------------- reload ----------------

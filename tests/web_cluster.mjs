@@ -4,9 +4,14 @@
 // everything else to a real `parallax serve` on aidreams-260k.
 //
 //   setup    a waiting cluster opens on Setup: model, layers, "0 of 2
-//            joined", memory offered vs needed, the run-command builder
-//   join     the join command (+ copy), nodes appearing as they join without
-//            a reload, joining -> loading (progress) -> ready, the banner's
+//            joined", memory offered vs needed; the model list (sizes vs
+//            the memory offered, an unusable model with its error); a typed
+//            repo id; refusals (404, 409) shown plainly; nodes checked in the
+//            page; Use this model POSTs /cluster/setup and moves to Join
+//   join     the join command: the TOKEN placeholder (+ note) when
+//            /cluster/join refuses the page, the real one (+ copy) when it
+//            answers; nodes appearing as they join without a reload, joining
+//            -> loading (progress bar, bytes) -> ready, the banner's
 //            waiting / loading / ready states, then Next: chat
 //   cluster  one bar per node over [0, L), pipelines, per-node latency, RTTs
 //            and requests; a node that stops answering turns unresponsive,
@@ -37,6 +42,14 @@ const step = (s) => console.log(`-- ${s}`);
 const srv = await startServer(args.parallax, ['-m', args.model, '--threads', '1']);
 const fake = await startFakeCluster(srv.url, { intervalMs: 300, needed: 2 });
 const st = fake.state;
+st.model_bytes = 927832;
+fake.models = [
+  { id: '/models/aidreams-260k', name: 'aidreams-260k', path: '/models/aidreams-260k', source: 'model-dir', current: true, architecture: 'LlamaForCausalLM',
+    layers: 4, hidden: 64, context_length: 128, bytes: 927832, bytes_estimated: false, usable: true },
+  { id: 'org/big-model', name: 'org/big-model', path: '/hf/big-model', source: 'hf-cache', current: false, architecture: 'Qwen3ForCausalLM',
+    layers: 36, hidden: 4096, context_length: 40960, bytes: 30e9, bytes_estimated: false, usable: true },
+  { id: '/models/broken', name: 'broken', path: '/models/broken', source: 'model-dir', current: false, usable: false, error: 'unsupported architecture Foo' },
+];
 const browser = await launch(chromium, args.chromium, DESKTOP);
 const { ctx, page } = browser;
 const problems = [];
@@ -54,6 +67,7 @@ async function until(what, fn, arg, ms = 5000) {
 const rowStatus = (id) => page.evaluate((x) => document.querySelector(`#cluster-body tr[data-node="${x}"]`)?.dataset.status ?? null, id);
 
 async function both(name) {
+  await page.evaluate(() => { window.scrollTo(0, 0); document.querySelector('main').scrollTop = 0; });
   await snap(page, `${name}-desktop`);
   await page.setViewportSize(PHONE);
   await sleep(350);
@@ -73,22 +87,48 @@ try {
   const card = await page.textContent('#setup-model-card');
   t.check(/4 layers/.test(card) && /context 128 tokens/.test(card) && /0 of 2 nodes joined/.test(card), 'model, layers, context, 0 of 2 joined', card);
   t.check(/offered by joined nodes 0 B/.test(await page.textContent('#setup-mem-card')), 'memory offered is 0 before any join');
+  await until('the model list fills in', () => document.querySelectorAll('#setup-models .model-item').length === 3);
+  const items = await page.$$eval('#setup-models .model-item', (xs) => xs.map((x) => x.textContent));
+  t.check(/aidreams-260k/.test(items[0]) && /current/.test(items[0]) && /4 layers/.test(items[0]) && /needs 906 KiB/.test(items[0]) &&
+    /906 KiB more than the joined nodes offer/.test(items[0]), 'a listed model: layers, memory needed vs offered', items[0]);
+  t.check(/big-model/.test(items[1]) && /Hugging Face cache/.test(items[1]) && /needs 27\.9 GiB/.test(items[1]), 'a cache entry with its size', items[1]);
+  t.check(/broken/.test(items[2]) && /cannot be served: unsupported architecture Foo/.test(items[2]) &&
+    await page.isDisabled('#setup-models .model-item[data-path="/models/broken"] input'), 'an unusable model is shown with its error, not selectable', items[2]);
+  t.check(await page.isChecked('#setup-models input[value="/models/aidreams-260k"]'), 'the current model is preselected');
+  await page.click('#setup-models .model-item[data-path="/hf/big-model"]');
+  t.check(/needed 27\.9 GiB/.test(await page.textContent('#setup-mem-card')), 'the memory card follows the chosen model',
+    await page.textContent('#setup-mem-card'));
   await page.fill('#setup-model', 'Qwen/Qwen3-0.6B');
   await page.fill('#setup-nodes', '3');
   await sleep(700); // a snapshot or two arrive while typing: the form keeps its values
-  t.check((await page.inputValue('#setup-model')) === 'Qwen/Qwen3-0.6B', 'typing survives status updates');
-  t.check((await page.textContent('#setup-cmd')) === 'parallax run -m Qwen/Qwen3-0.6B -n 3', 'the run command follows the form', await page.textContent('#setup-cmd'));
-  await page.fill('#setup-model', '/models/aidreams-260k');
+  t.check((await page.inputValue('#setup-model')) === 'Qwen/Qwen3-0.6B' && await page.isChecked('#setup-choice-other'),
+    'typing a repo id selects "another model" and survives status updates');
+  fake.setupReply = { status: 404, body: { error: { message: "model 'Qwen/Qwen3-0.6B' not found: the hub is offline", type: 'invalid_request_error', param: null, code: 'model_not_found' } } };
+  await page.click('#setup-use');
+  await until('a refused model is reported plainly', () => /HTTP 404 · model_not_found: model 'Qwen\/Qwen3-0\.6B' not found/.test(document.getElementById('setup-result')?.textContent ?? ''));
+  t.check(fake.setups.at(-1)?.model === 'Qwen/Qwen3-0.6B' && fake.setups.at(-1)?.nodes === 3, 'the typed model and node count were sent', fake.setups.at(-1));
+  t.check(await page.isVisible('#view-setup') && await page.getAttribute('#setup-result', 'role') === 'alert', 'the page stays on Setup with an alert');
+  fake.setupReply = { status: 409, body: { error: { message: '1 request is in flight', type: 'invalid_request_error', param: null, code: 'busy' } } };
+  await page.click('#setup-use');
+  await until('a busy scheduler is reported with what to do', () => /409 · busy.*Wait for the answers in progress/.test(document.getElementById('setup-result')?.textContent ?? ''));
+  const sent = fake.setups.length;
+  await page.fill('#setup-nodes', '0');
+  await page.click('#setup-use');
+  await until('nodes outside 1..64 are caught in the page', () => /whole number from 1 to 64/.test(document.getElementById('setup-result')?.textContent ?? ''));
+  t.check(fake.setups.length === sent, 'and not sent');
   await page.fill('#setup-nodes', '2');
+  await page.click('#setup-models .model-item[data-path="/models/aidreams-260k"]');
   await both('setup');
-
+  fake.setupReply = null;
+  await page.click('#setup-use');
   step('join');
-  await page.click('text=Next: join nodes');
+  await until('Use this model moves to Join', () => location.hash === '#/join' && !document.getElementById('view-join').hidden);
+  t.check(fake.setups.at(-1)?.model === '/models/aidreams-260k' && fake.setups.at(-1)?.nodes === 2, 'it posted the chosen path and 2 nodes', fake.setups.at(-1));
   await page.waitForSelector('#join-cmd');
-  t.check(await page.isVisible('#view-join'), 'Next goes to Join');
   const cmd = await page.textContent('#join-cmd');
   t.check(cmd === 'parallax join -s 127.0.0.1:7000 --token TOKEN', 'the join command names this host and the cluster port', cmd);
-  t.check(await page.isVisible('#join-token-note'), 'the TOKEN placeholder is explained');
+  t.check(await page.isVisible('#join-token-note') && /parallax run/.test(await page.textContent('#join-token-note')),
+    'the TOKEN placeholder is explained (the join endpoint refused this page)');
   await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: fake.url });
   await page.click('#join-copy');
   t.check(await page.evaluate(() => navigator.clipboard.readText()) === cmd, 'Copy puts the join command on the clipboard');
@@ -98,11 +138,14 @@ try {
 
   st.nodes.push(worker('alpha-1a2b', { hostname: 'alpha', memory: 6e9, cores: 8 }));
   await until('a joining node appears without a reload', () => document.querySelector('#join-body tr[data-node="alpha-1a2b"]')?.dataset.status === 'joining');
-  Object.assign(st.nodes[0], { state: 'loading', start: 0, end: 2 });
+  Object.assign(st.nodes[0], { state: 'loading', start: 0, end: 2, load_done: 412000, load_total: 1030000, progress: 0.4 });
   st.nodes.push(worker('beta-3c4d', { hostname: 'beta', memory: 4e9, cores: 4, state: 'loading', start: 2, end: 4 }));
   await until('a second node appears, both loading', () => document.querySelectorAll('#join-body tr[data-status="loading"]').length === 2);
-  t.check(/Loading the model/.test(await page.textContent('#join-state')) && /2 of 2 joined, 0 ready, 2 loading/.test(await page.textContent('#join-state')),
+  t.check(/Loading aidreams-260k/.test(await page.textContent('#join-state')) && /2 of 2 joined, 0 ready, 2 loading/.test(await page.textContent('#join-state')),
     'the banner says loading', await page.textContent('#join-state'));
+  await until('a loading node shows its progress', () => document.querySelector('#join-body tr[data-node="alpha-1a2b"] [role="progressbar"]')?.getAttribute('aria-valuenow') === '40');
+  t.check(/40 % · 402 KiB of 1006 KiB/.test(await page.textContent('#join-body tr[data-node="alpha-1a2b"] .progress-text')), 'with the bytes loaded',
+    await page.textContent('#join-body tr[data-node="alpha-1a2b"]'));
   const row = await page.textContent('#join-body tr[data-node="alpha-1a2b"]');
   t.check(/alpha/.test(row) && /\[0, 2\)/.test(row) && /5\.6 GiB/.test(row) && /8 cores/.test(row), 'the row shows name, layers, memory, hardware', row);
   await both('join-loading');
@@ -116,6 +159,15 @@ try {
   st.state = 'available';
   await until('the banner says ready', () => /cluster is ready/.test(document.getElementById('join-state')?.textContent ?? ''));
   t.check(await page.isVisible('#join-next'), 'Next: chat appears when ready');
+  // a trusted page (loopback, or the API key) gets the real command: reopen Join
+  fake.joinReply = { status: 200, body: { command: 'parallax join -s 10.1.2.3:7000 --token px1_secret', token: 'px1_secret', address: '10.1.2.3', cluster_port: 7000, auto_command: 'parallax join -s auto --token px1_secret' } };
+  await page.click('a[data-view="setup"]');
+  await page.click('a[data-view="join"]');
+  await until('the real command replaces the placeholder', () => document.getElementById('join-cmd')?.textContent === 'parallax join -s 10.1.2.3:7000 --token px1_secret');
+  t.check(await page.isHidden('#join-token-note') && (await page.textContent('#join-auto-cmd')) === 'parallax join -s auto --token px1_secret',
+    'no placeholder note; the LAN beacon command too');
+  await page.click('#join-copy');
+  t.check(await page.evaluate(() => navigator.clipboard.readText()) === 'parallax join -s 10.1.2.3:7000 --token px1_secret', 'Copy copies the real command');
   t.check(await page.evaluate(() => window.__noReload === true), 'all of it without a reload');
   await both('join-ready');
 

@@ -1,15 +1,22 @@
 // web_cluster_live.mjs - the web UI's whole flow in Debian's Chromium (npm
 // playwright-core) against a real cluster on this machine: `parallax run`
-// on aidreams-260k waiting for 2 workers, and `parallax join` workers
-// started from the command the Join page shows (the token, which the page
-// does not get, filled in from the scheduler's log).
+// started WITHOUT a model (--model-dir pointing at the aidreams fixture's
+// folder), the model chosen in the page, and `parallax join` workers started
+// with exactly the command the Join page shows.
 //
-//   setup    the page opens on Setup (waiting, 0 of 2 joined); Next -> Join
-//   join     the command names this host and the cluster port; two workers
-//            started with it appear, and turn ready, without a reload
+//   setup    the page opens on Setup: no model yet, the model list shows
+//            aidreams-260k (4 layers, its size) against the memory joined
+//            nodes offer; choosing it with 2 nodes POSTs /cluster/setup and
+//            moves to Join
+//   join     the real command (with the token: the page is on loopback) =
+//            the one parallax run printed; a worker started with its
+//            arguments shows a loading progress bar (its load slowed down by
+//            PARALLAX_TEST_LOAD_DELAY_MS) that grows, then turns ready, and a
+//            second one too, without a reload
 //   chat     Next: chat; the streamed answer equals the API's greedy answer;
-//            Stop midway (through a relay that slows the stream) leaves a
-//            strict prefix; a reload finds the conversations
+//            Stop midway (through a relay that lets events out only when the
+//            test allows) leaves a strict prefix; a reload finds the
+//            conversations
 //   failure  the Cluster view shows both slices and the pipeline; a worker
 //            killed with SIGKILL turns failed (kept, hatched) and the event
 //            log says it left; a new worker takes its layers, the pipeline
@@ -18,6 +25,7 @@
 //
 //   node tests/web_cluster_live.mjs --parallax build/parallax --model ../shared/models/aidreams-260k --out build/tests/out/web
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, harness, postJson } from './server_common.mjs';
@@ -38,8 +46,8 @@ const step = (s) => console.log(`-- ${s}`);
 const children = new Set();
 process.on('exit', () => { for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ } });
 
-function spawnTracked(argv) {
-  const proc = spawn(args.parallax, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnTracked(argv, env = {}) {
+  const proc = spawn(args.parallax, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.add(proc);
   const p = { proc, log: '' };
   proc.stdout.on('data', (d) => { p.log += d; });
@@ -55,28 +63,33 @@ function spawnTracked(argv) {
   return p;
 }
 
+// No -m: the page chooses the model. The Hugging Face cache is an empty
+// folder, so the list holds exactly the --model-dir models.
+const modelDir = path.dirname(path.resolve(args.model));
+const hfHome = fs.mkdtempSync(path.join(os.tmpdir(), 'parallax-web-hf-'));
 async function startScheduler() {
-  const p = spawnTracked(['run', '-m', args.model, '--host', '127.0.0.1', '--port', '0', '--cluster-port', '0', '-n', '2',
-    '--no-beacon', '--heartbeat-ms', '200', '--dead-after', '1.5']);
+  const p = spawnTracked(['run', '--model-dir', modelDir, '--host', '127.0.0.1', '--port', '0', '--cluster-port', '0',
+    '--cluster-host', '127.0.0.1', '--no-beacon', '--heartbeat-ms', '200', '--dead-after', '1.5', '--state-dir', path.join(hfHome, 'state')],
+  { HF_HOME: hfHome, HF_HUB_CACHE: '', HUGGINGFACE_HUB_CACHE: '', HF_HUB_OFFLINE: '1' });
   const t0 = Date.now();
   while (Date.now() - t0 < 60000) {
     const m = /HTTP on http:\/\/([^\s,]+):(\d+), cluster port (\d+)/.exec(p.log);
-    const tok = /--token (px1_[A-Za-z0-9_-]+)/.exec(p.log);
-    if (m && tok) return Object.assign(p, { url: `http://127.0.0.1:${m[2]}`, clusterPort: Number(m[3]), token: tok[1] });
+    const cmd = /^\s*(parallax join -s \S+ --token px1_[A-Za-z0-9_-]+)\s*$/m.exec(p.log);
+    if (m && cmd) return Object.assign(p, { url: `http://127.0.0.1:${m[2]}`, clusterPort: Number(m[3]), printed: cmd[1] });
     if (p.proc.exitCode !== null) break;
     await sleep(50);
   }
   throw new Error(`the scheduler did not start:\n${p.log}`);
 }
 
-/** Runs the page's join command (TOKEN filled in) with a fixed slice. */
-function startWorker(command, token, id, start, end) {
-  const argv = command.replace(/^parallax\s+/, '').split(/\s+/).map((a) => (a === 'TOKEN' ? token : a));
-  return spawnTracked([...argv, '--no-probe', '-t', '1', '--node-id', id, '--start-layer', String(start), '--end-layer', String(end)]);
+/** Runs the page's join command, word for word, plus a fixed slice and name. */
+function startWorker(command, id, start, end, env = {}) {
+  const argv = command.replace(/^parallax\s+/, '').split(/\s+/);
+  return spawnTracked([...argv, '--no-probe', '-t', '1', '--node-id', id, '--start-layer', String(start), '--end-layer', String(end)], env);
 }
 
 const sched = await startScheduler();
-const relay = await startRelay(sched.url, 45);
+const relay = await startRelay(sched.url, { gated: true }); // stream events go out only when the test allows
 const browser = await launch(chromium, args.chromium, DESKTOP);
 const { ctx, page } = browser;
 const problems = [];
@@ -92,6 +105,7 @@ async function until(what, fn, arg, ms = 15000, p = page) {
   }
 }
 async function both(name) {
+  await page.evaluate(() => { window.scrollTo(0, 0); document.querySelector('main').scrollTop = 0; });
   await snap(page, `live-${name}-desktop`);
   await page.setViewportSize(PHONE);
   await sleep(350);
@@ -126,23 +140,53 @@ try {
   step('setup');
   await page.goto(`${sched.url}/`);
   await page.waitForSelector('body.ready');
-  t.check(await page.isVisible('#view-setup'), 'a waiting scheduler opens on Setup');
-  await until('Setup shows 0 of 2 nodes joined', () => /0 of 2 nodes joined/.test(document.getElementById('setup-model-card')?.textContent ?? ''));
-  t.check(/aidreams-260k/.test(await page.textContent('#setup-model-card')) && /4 layers/.test(await page.textContent('#setup-model-card')),
-    'Setup shows the model and its layers');
+  t.check(await page.isVisible('#view-setup'), 'a scheduler without a model opens on Setup');
+  await until('Setup says no model is chosen', () => /No model chosen yet/.test(document.getElementById('setup-model-card')?.textContent ?? ''));
+  await until('the model list shows aidreams-260k', () => !!document.querySelector('#setup-models .model-item[data-path$="/aidreams-260k"]'));
+  const item = await page.textContent('#setup-models .model-item[data-path$="/aidreams-260k"]');
+  const size = fs.statSync(path.join(path.resolve(args.model), 'model.safetensors')).size;
+  const kib = `${(size / 1024).toFixed(0)} KiB`;
+  t.check(/LlamaForCausalLM/.test(item) && /4 layers/.test(item) && /hidden 64/.test(item) && item.includes(`needs ${kib}`),
+    'the listed model shows its architecture, layers, hidden size and the memory it needs', item);
+  t.check(/more than the joined nodes offer/.test(item), 'against the memory of the joined nodes (none yet)', item);
+  t.check(/offered by joined nodes 0 B/.test(await page.textContent('#setup-mem-card')), 'the memory card: nothing offered yet');
+  t.check(await page.isChecked('#setup-models input[value$="/aidreams-260k"]'), 'the only usable model is preselected');
+  await page.fill('#setup-nodes', '2');
   await both('setup');
-  await page.click('text=Next: join nodes');
+  const before = await fetch(`${sched.url}/v1/models`);
+  t.check(before.status === 503 && /no model is chosen/.test(await before.text()), '/v1 answers 503 before the choice');
+  await page.evaluate(() => { window.__noReload = true; });
+  await page.click('#setup-models input[value$="/aidreams-260k"]');
+  await page.click('#setup-use');
 
   step('join');
-  await page.waitForSelector('#join-cmd');
+  await until('Use this model moves to Join', () => location.hash === '#/join' && !document.getElementById('view-join').hidden);
+  await until('the join command carries the real token', () => document.getElementById('join-cmd')?.dataset.secret === 'yes');
   const cmd = await page.textContent('#join-cmd');
-  t.check(cmd === `parallax join -s 127.0.0.1:${sched.clusterPort} --token TOKEN`, 'the join command names the cluster port', cmd);
-  t.check(sched.log.includes(`:${sched.clusterPort} --token ${sched.token}`), 'the scheduler printed the same address and port with the token');
-  await page.evaluate(() => { window.__noReload = true; });
-  workers.push(startWorker(cmd, sched.token, 'w1', 0, 2));
+  t.check(cmd === sched.printed, 'the page shows exactly the command parallax run printed', { page: cmd, printed: sched.printed });
+  t.check(cmd.startsWith(`parallax join -s 127.0.0.1:${sched.clusterPort} --token px1_`), 'it names the cluster port and the token', cmd);
+  t.check(await page.isHidden('#join-token-note'), 'no placeholder note');
+  await until('the banner waits for nodes', () => /Waiting for nodes/.test(document.getElementById('join-state')?.textContent ?? ''));
+  const st0 = await (await fetch(`${sched.url}/cluster/status`)).json();
+  t.check(st0.model === 'aidreams-260k' && st0.workers_needed === 2 && st0.state === 'waiting', 'the scheduler took the model and the node count', st0);
+  workers.push(startWorker(cmd, 'w1', 0, 2, { PARALLAX_TEST_LOAD_DELAY_MS: '150' }));
   await until('the first worker appears', () => !!document.querySelector('#join-body tr[data-node="w1"]'));
-  workers.push(startWorker(cmd, sched.token, 'w2', 2, 4));
-  await until('both workers turn ready', () => document.querySelectorAll('#join-body tr[data-status="ready"]').length === 2);
+  await until('it shows a loading progress bar partly filled', () => {
+    const bar = document.querySelector('#join-body tr[data-node="w1"] [role="progressbar"]');
+    const v = Number(bar?.getAttribute('aria-valuenow'));
+    return bar && v > 0 && v < 100;
+  }, null, 20000);
+  const p1 = Number(await page.getAttribute('#join-body tr[data-node="w1"] [role="progressbar"]', 'aria-valuenow'));
+  t.check(/Loading aidreams-260k/.test(await page.textContent('#join-state')), 'the banner says which model loads');
+  t.check(/\d+ % · [\d.]+ KiB of [\d.]+ KiB/.test(await page.textContent('#join-body tr[data-node="w1"] .progress-text')), 'with the bytes loaded',
+    await page.textContent('#join-body tr[data-node="w1"]'));
+  await both('join-loading');
+  await until('the bar grows', (v) => {
+    const bar = document.querySelector('#join-body tr[data-node="w1"] [role="progressbar"]');
+    return !bar || Number(bar.getAttribute('aria-valuenow')) > v;
+  }, p1, 20000);
+  workers.push(startWorker(cmd, 'w2', 2, 4));
+  await until('both workers turn ready', () => document.querySelectorAll('#join-body tr[data-status="ready"]').length === 2, null, 30000);
   await until('the banner says ready', () => /cluster is ready/.test(document.getElementById('join-state')?.textContent ?? ''));
   t.check(await page.evaluate(() => window.__noReload === true), 'without a reload');
   await both('join-ready');
@@ -165,7 +209,8 @@ try {
   await setTemperature0(slow);
   await slow.fill('#input', 'Once upon a time');
   await slow.keyboard.press('Enter');
-  await until('the answer grows', () => (document.querySelector('.msg.assistant .content')?.innerText.length ?? 0) > 20, null, 15000, slow);
+  relay.allow(3); // three pieces of the answer out, the rest held back
+  await until('the answer grows', () => (document.querySelector('.msg.assistant .content')?.innerText.length ?? 0) > 0, null, 15000, slow);
   await slow.click('#stop');
   await until('it stops', () => document.querySelector('.msg.assistant')?.getAttribute('aria-busy') === 'false', null, 15000, slow);
   const part = await slow.evaluate(() => JSON.parse(localStorage.getItem('parallax.conversations.v1'))[0].messages[1]);
@@ -194,7 +239,7 @@ try {
   await both('cluster-failed');
 
   step('a replacement');
-  workers.push(startWorker(cmd, sched.token, 'w3', 2, 4));
+  workers.push(startWorker(cmd, 'w3', 2, 4));
   await until('the pipeline is rebuilt through the new worker', () => /w3 \[2, 4\)/.test(document.querySelector('.pipeline')?.textContent ?? ''));
   t.check(await page.evaluate(() => document.querySelector('#cluster-body tr[data-node="w2"]')?.dataset.status) === 'failed', 'the dead worker stays marked');
   await both('cluster-recovered');
@@ -211,6 +256,7 @@ try {
   await browser.close();
   relay.server.close();
   for (const w of workers) await w.stop();
+  fs.rmSync(hfHome, { recursive: true, force: true });
   const r = await sched.stop();
   t.check(r.code === 0, 'the scheduler exits 0 on SIGTERM', { ...r, log: r.code === 0 ? '' : sched.log.slice(-2000) });
 }

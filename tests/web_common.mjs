@@ -46,8 +46,11 @@ export async function launch(chromium, executable, viewport = DESKTOP) {
 }
 
 // Console errors the UI causes on purpose: the /cluster/status probe on a
-// single node (404), the chat-template probe on a model without one (400).
-const EXPECTED_CONSOLE = [/status of 404/, /status of 400/];
+// single node (404), the chat-template probe on a model without one (400);
+// the join command asked for by a page that may not have it (403), and a
+// setup the scheduler refuses (404, 409) in the tests that provoke them.
+const EXPECTED_CONSOLE = [{ text: /status of 404/ }, { text: /status of 400/ }, { text: /status of 403/, url: /\/cluster\/join$/ },
+  { text: /status of 409/, url: /\/cluster\/setup$/ }];
 
 /** Collects problems on page into the array `problems`. */
 export function watch(page, problems) {
@@ -55,7 +58,9 @@ export function watch(page, problems) {
   page.on('console', (m) => {
     const text = m.text();
     if (/Content Security Policy|Trusted Type|TrustedHTML|TrustedScript/i.test(text)) problems.push(`CSP: ${text}`);
-    else if (m.type() === 'error' && !EXPECTED_CONSOLE.some((re) => re.test(text))) problems.push(`console error: ${text}`);
+    else if (m.type() === 'error' && !EXPECTED_CONSOLE.some((x) => x.text.test(text) && (!x.url || x.url.test(m.location()?.url ?? '')))) {
+      problems.push(`console error: ${text} (${m.location()?.url ?? '?'})`);
+    }
   });
   page.on('request', (r) => {
     const u = new URL(r.url());
@@ -72,12 +77,56 @@ export function shooter(dir) {
 export const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 
 /**
- * A relay in front of a server that slows its SSE streams down (one event
- * every delayMs), so a test can watch an answer grow and stop it midway;
- * stats.clientClosedEarly counts streams the browser closed before the end.
+ * One SSE event of an OpenAI stream as several: the text of the chunk
+ * (choices[0].text, or delta.content / delta.reasoning_content) cut into
+ * pieces of at most `piece` characters, each its own event (finish_reason and
+ * usage only on the last). A fast server sends many tokens in one event; cut
+ * like this, the page is seen to grow in steps the test controls. Anything
+ * else passes unchanged.
  */
-export function startRelay(target, delayMs) {
-  const stats = { streams: 0, clientClosedEarly: 0 };
+export function splitEvent(ev, piece = 6) {
+  const m = /^data: (\{.*\})\n\n$/s.exec(ev);
+  if (!m) return [ev];
+  let o;
+  try { o = JSON.parse(m[1]); } catch { return [ev]; }
+  const c = o?.choices?.[0];
+  if (!c) return [ev];
+  const key = typeof c.text === 'string' ? ['text'] : typeof c.delta?.content === 'string' && c.delta.content ? ['delta', 'content']
+    : typeof c.delta?.reasoning_content === 'string' ? ['delta', 'reasoning_content'] : null;
+  const text = key ? (key.length === 1 ? c.text : c.delta[key[1]]) : '';
+  if (!key || [...text].length <= piece || c.logprobs) return [ev];
+  const chars = [...text], out = [];
+  for (let k = 0; k < chars.length; k += piece) {
+    const last = k + piece >= chars.length;
+    const copy = JSON.parse(m[1]);
+    const cc = copy.choices[0];
+    if (key.length === 1) cc.text = chars.slice(k, k + piece).join('');
+    else cc.delta[key[1]] = chars.slice(k, k + piece).join('');
+    if (!last) {
+      if ('finish_reason' in cc) cc.finish_reason = null;
+      if ('usage' in copy) copy.usage = null;
+    }
+    out.push(`data: ${JSON.stringify(copy)}\n\n`);
+  }
+  return out;
+}
+
+/**
+ * A relay in front of a server that holds its SSE streams back, so a test
+ * can watch an answer grow and stop it midway. opts: a number (ms between
+ * events), or {delayMs, gated}. Gated, an event goes out only when the test
+ * allows it (relay.allow(n); allow(Infinity) opens the gate): nothing
+ * depends on timing, however loaded the machine; and (split, the default
+ * when gated) each event's text is cut into small pieces (splitEvent). stats.forwarded counts the
+ * events sent, stats.clientClosedEarly the streams the browser closed before
+ * the end; relay.waitClosedEarly(n) waits for the latter.
+ */
+export function startRelay(target, opts = 45) {
+  const { delayMs = 0, gated = false, split = gated } = typeof opts === 'number' ? { delayMs: opts } : opts;
+  const stats = { streams: 0, clientClosedEarly: 0, forwarded: 0 };
+  let budget = gated ? 0 : Infinity;
+  const wakers = new Set();
+  const kick = () => { for (const w of [...wakers]) w(); };
   const server = http.createServer((req, res) => {
     const up = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (ur) => {
       const sse = (ur.headers['content-type'] ?? '').startsWith('text/event-stream');
@@ -91,22 +140,46 @@ export function startRelay(target, delayMs) {
       ur.on('data', (d) => {
         buf += d;
         let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) { queue.push(buf.slice(0, i + 2)); buf = buf.slice(i + 2); }
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const ev = buf.slice(0, i + 2);
+          buf = buf.slice(i + 2);
+          queue.push(...(split ? splitEvent(ev) : [ev]));
+        }
+        kick();
       });
-      ur.on('end', () => { ended = true; });
+      ur.on('end', () => { ended = true; kick(); });
       const pump = () => {
+        wakers.delete(pump);
         if (res.destroyed) return;
-        if (queue.length) res.write(queue.shift());
-        else if (ended) { res.end(buf); return; }
-        setTimeout(pump, delayMs);
+        if (queue.length && budget > 0) {
+          res.write(queue.shift());
+          stats.forwarded++;
+          budget--;
+          if (delayMs) setTimeout(pump, delayMs);
+          else setImmediate(pump);
+          return;
+        }
+        if (!queue.length && ended) { res.end(buf); return; }
+        wakers.add(pump); /* more data, the end, or more budget wakes it */
       };
+      res.on('close', () => { wakers.delete(pump); });
       pump();
     });
     up.on('error', () => res.destroy());
     req.pipe(up);
     res.on('close', () => {
-      if (!res.writableFinished) { stats.clientClosedEarly++; up.destroy(); }
+      if (!res.writableFinished) { stats.clientClosedEarly++; up.destroy(); kick(); }
     });
   });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, stats, server })));
+  const relay = {
+    stats,
+    server,
+    allow: (n = 1) => { budget += n; kick(); },
+    waitClosedEarly: async (n = 1, ms = 10000) => {
+      const t0 = Date.now();
+      while (stats.clientClosedEarly < n && Date.now() - t0 < ms) await sleep(20);
+      return stats.clientClosedEarly >= n;
+    },
+  };
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ ...relay, url: `http://127.0.0.1:${server.address().port}` })));
 }

@@ -209,7 +209,7 @@ function buildSetup() {
   const result = h('div', { id: 'setup-result', role: 'status', 'aria-live': 'polite' });
   const refresh = h('button', { type: 'button', class: 'btn', id: 'setup-refresh' }, 'Refresh list');
   refresh.addEventListener('click', () => fetchModels());
-  const form = h('form', { id: 'setup-form', class: 'card', autocomplete: 'off' },
+  const form = h('form', { id: 'setup-form', class: 'card', autocomplete: 'off', novalidate: true }, // checked in submitSetup, said in words
     h('h2', null, 'Choose the model'),
     h('p', { class: 'muted small' }, 'Models in the scheduler\'s ', h('code', null, '--model-dir'), ' directories and its Hugging Face cache. ',
       'The memory a model needs is the size of its weights; the joined nodes share it (each also keeps some memory for its KV cache).'),
@@ -220,7 +220,7 @@ function buildSetup() {
       otherIn,
       h('p', { class: 'hint', id: 'setup-model-hint' }, 'A repo id is downloaded into the scheduler\'s Hugging Face cache (configs and tokenizer; ',
         'each node fetches its own weights).')),
-    h('div', { class: 'row' },
+    h('div', { class: 'row submit-row' },
       h('div', { class: 'field' }, h('label', { for: 'setup-nodes' }, 'Nodes to wait for'), nodesIn),
       useBtn),
     result);
@@ -485,7 +485,7 @@ function renderJoin() {
     head = 'Waiting for nodes.';
     text = ' Run the command below on each machine.';
   } else {
-    head = loading ? 'Loading the model.' : 'Waiting for nodes.';
+    head = loading ? `Loading ${modelOf(s).name !== '–' ? modelOf(s).name : 'the model'}.` : 'Waiting for nodes.';
     text = ` ${joined}${minNodes !== null ? ` of ${minNodes}` : ''} joined, ${ready} ready${loading ? `, ${loading} loading` : ''}${failed ? `, ${failed} failed` : ''}.`;
   }
   joinEls.banner.className = cls;
