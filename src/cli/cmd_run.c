@@ -59,7 +59,7 @@ static void print_help(void) {
            "      --cluster-port P          cluster port, CURVE-encrypted (7000; 0 picks one)\n"
            "      --state-dir DIR           cluster keypair + join secret ($XDG_STATE_HOME/parallax)\n"
            "      --wire-dtype D            activations between stages: bf16 (default), f16, f32 (exact)\n"
-           "      --dtype D                 weight dtype on the workers: f32, f16, bf16 (as stored)\n"
+           "      --dtype D                 weight dtype on the workers: f32, f16, bf16, q8_0, q4_0 (default: as stored)\n"
            "      --worker-kv-cache-memory M  KV cache per worker (4G, 512M; default: the worker's own)\n"
            "      --context-length N        longest prompt + completion (the model's)\n"
            "      --heartbeat-ms N          worker heartbeat period (500)\n"
@@ -124,7 +124,7 @@ static int parse_flag(const char *f, const char *v, run_args *a) {
     else if (!strcmp(f, "--wire-dtype")) {
         if ((a->wire_dtype = wire_dtype_parse(v)) < 0) return px_usage_error("--wire-dtype: '%s' (bf16, f16, f32)", v);
     } else if (!strcmp(f, "--dtype")) {
-        if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16)", v);
+        if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16, q8_0, q4_0)", v);
     } else return px_usage_error("run: unknown flag '%s' (see parallax run --help)", f);
     return 0;
 }

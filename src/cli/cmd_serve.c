@@ -35,7 +35,7 @@ static void print_help(void) {
            "      --revision REV              hub branch, tag or commit (default main)\n"
            "      --host ADDR                 address to listen on (default 127.0.0.1)\n"
            "      --port N                    port (default 3000; 0 picks a free one)\n"
-           "      --dtype D                   weight dtype: f32, f16, bf16 (default: as stored)\n"
+           "      --dtype D                   weight dtype: f32, f16, bf16, q8_0, q4_0 (default: as stored)\n"
            "  -t, --threads N                 compute threads (default: all CPUs)\n"
            "      --kv-cache-memory M         KV cache: bytes (4G, 512M, 1073741824) or a fraction\n"
            "                                  of free memory (0.3, the default)\n"
@@ -95,7 +95,7 @@ static int parse_flag(const char *f, const char *v, serve_args *a) {
     else if (!strcmp(f, "--revision")) a->revision = v;
     else if (!strcmp(f, "--kv-cache-memory")) return parse_kv_memory(v, a) ? 0 : 2;
     else if (!strcmp(f, "--dtype")) {
-        if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16)", v);
+        if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16, q8_0, q4_0)", v);
     } else return px_usage_error("serve: unknown flag '%s' (see parallax serve --help)", f);
     return 0;
 }

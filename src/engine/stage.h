@@ -211,7 +211,10 @@ void px_stage_free(px_stage *st);
  * arrive a little apart (prompts pushed one by one) stay split into many
  * small micro-batches for ever, and every stage runs one step per group per
  * token; with depth = number of stages, k micro-batches keep the k stages
- * busy with batches as large as possible. A micro-batch stops counting after
+ * busy with batches as large as possible. A step takes at most a depth-th of
+ * the live requests (rounded up), so requests that start together split into
+ * `depth` equal micro-batches instead of one that the stages pass along while
+ * the others idle. A micro-batch stops counting after
  * 3 x the measured round trip (at least 20 ms, at most 2 s; 1 s before the
  * first measurement), so a lost token (a dead worker) delays the others only
  * that long. For the accounting to be exact, push the RELEASE of a finished

@@ -8,8 +8,9 @@
  *      PX_STAGE_BURST_WAIT_MS) or, on a first stage with a pipeline depth,
  *      while that many micro-batches are out (each expires after 3 x the
  *      measured round trip), so arrivals join one step;
- *   2. plan: up to max_batch_size requests and max_tokens_per_batch
- *      positions, first every request with exactly one pending position
+ *   2. plan: up to max_batch_size requests (on a first stage with a depth
+ *      of k, at most a k-th of the live requests: k equal micro-batches) and
+ *      max_tokens_per_batch positions, first every request with exactly one pending position
  *      (decodes), then chunks (<= chunked_prefill_size) of the others, in
  *      list order; token ids and positions are copied into the batch, and
  *      hidden rows are recorded as spans of the requests' nodes (fully
@@ -171,12 +172,27 @@ static void add_to_step(px_stage *st, stage_req *r, int chunk) {
     if (!st->first) take_hidden(st, r, chunk, r->t0);
 }
 
+/* Most requests one step may take: max_batch_size, and on a first stage with
+ * a pipeline depth k, a k-th of the live requests (rounded up), so that the
+ * running set splits into k micro-batches of equal size that keep the k
+ * stages busy at once. Without this split, requests that start together stay
+ * one micro-batch for ever and the stages take turns: each waits while the
+ * others work, and the pipeline is no faster than one node. */
+static int step_request_cap(const px_stage *st) {
+    int cap = st->opt.max_batch_size;
+    if (!st->first || st->last || st->depth <= 1) return cap;
+    int live = 0;
+    for (const stage_req *r = st->live.head; r; r = r->next) live += !r->released;
+    return PX_MAX(1, PX_MIN(cap, (live + st->depth - 1) / st->depth));
+}
+
 static void plan(px_stage *st) {
     st->n_step = st->n_batch = st->n_rows = st->n_spans = 0;
     int budget = st->opt.max_tokens_per_batch;
+    const int max_requests = step_request_cap(st);
     for (int pass = 0; pass < 2; pass++)
         for (stage_req *r = st->live.head; r; r = r->next) {
-            if (st->n_step == st->opt.max_batch_size || budget == 0) return;
+            if (st->n_step == max_requests || budget == 0) return;
             int pending = r->n_recv - r->n_computed;
             if (pending <= 0 || r->in_step || r->released || (pending == 1) != (pass == 0)) continue;
             int chunk = PX_MIN(PX_MIN(pending, st->opt.chunked_prefill_size), budget);
