@@ -214,6 +214,10 @@ static void test_validate(void) {
     CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "join_reply"));
     jr.model = "/models/m", jr.n_layers = 0; /* a model without layers */
     CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "join_reply"));
+    jr.n_layers = 4, jr.weight_dtype = PX_NET_MAX_WEIGHT_DTYPE; /* q4_0 weights (run --dtype q4_0) */
+    CHECK(px_net_validate(&e, 0) == 0);
+    jr.weight_dtype = PX_NET_MAX_WEIGHT_DTYPE + 1;
+    CHECK(px_net_validate(&e, 0) < 0 && strstr(px_error_get(), "join_reply"));
     /* heartbeat: loading progress can not pass its total */
     Parallax__Heartbeat hb;
     parallax__heartbeat__init(&hb);

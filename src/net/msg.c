@@ -206,7 +206,7 @@ static int check_body(const Parallax__Envelope *e, size_t act_len) {
         /* model "" with n_layers 0: accepted, no model chosen yet (stand by) */
         bool none = !*r->model && r->n_layers == 0;
         if (r->accepted && ((!none && (r->n_layers < 1 || r->n_layers > PX_NET_MAX_LAYERS || !*r->model)) ||
-                            !px_net_dtype_size(r->wire_dtype) || r->weight_dtype > 3 || r->heartbeat_ms < 10 ||
+                            !px_net_dtype_size(r->wire_dtype) || r->weight_dtype > PX_NET_MAX_WEIGHT_DTYPE || r->heartbeat_ms < 10 ||
                             r->heartbeat_ms > 60000))
             FAIL("join_reply: model, layers, dtypes or heartbeat out of range");
         return 0;

@@ -54,6 +54,7 @@
 #define PX_NET_MAX_HEADER (16u << 20)        /* bytes of frame 0 */
 #define PX_NET_MAX_ACTIVATIONS (1ull << 31)  /* bytes of frame 1 */
 #define PX_NET_MAX_TEXT 4096                 /* error / reason strings */
+#define PX_NET_MAX_WEIGHT_DTYPE 5            /* JoinReply.weight_dtype: px_dtype + 1, up to q4_0 */
 #define PX_NET_MAX_LOGIT_BIAS 4096
 #define PX_NET_MAX_STOP_IDS 1024
 #define PX_NET_MAX_TOP_LOGPROBS 20
