@@ -123,8 +123,6 @@ typedef struct {
     px_cluster *cluster;         /* membership for it (empty) */
 } sched_model;
 
-void sched_model_clear(sched_model *m);
-
 struct px_sched {
     px_sched_options opt;
     /* the model: has_model false in the "setup" state (cfg zeroed, the

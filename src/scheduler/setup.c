@@ -48,7 +48,7 @@
 #define MAX_CANDIDATES 256
 #define MAX_MODEL_ARG 4096
 
-void sched_model_clear(sched_model *m) {
+static void model_clear(sched_model *m) {
     free(m->dir);
     free(m->ref);
     free(m->revision);
@@ -404,7 +404,7 @@ int px_sched_setup(px_sched *s, const char *model, int nodes) {
         pthread_mutex_unlock(&s->mu);
         if (same) {
             px_log_info("scheduler: setup keeps %s; waiting for %d worker%s", model, want, want == 1 ? "" : "s");
-            sched_model_clear(&m);
+            model_clear(&m);
             pthread_mutex_unlock(&s->setup_mu);
             return 0;
         }
@@ -427,7 +427,7 @@ int px_sched_setup(px_sched *s, const char *model, int nodes) {
     char err[1200];
     snprintf(err, sizeof err, "%s", px_error_get());
     px_tokenizer_free(tok);
-    sched_model_clear(&m);
+    model_clear(&m);
     pthread_mutex_unlock(&s->setup_mu);
     if (rc) px_error_set("%s", err);
     return rc;
