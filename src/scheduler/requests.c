@@ -110,7 +110,10 @@ static void end_attempt(px_sched *s, sreq *r, bool release) {
     if (!r->attempt) return;
     for (int i = 0; i < r->n_route; i++) {
         int slot = r->route[i];
-        if (slot >= 0 && slot < s->cap_workers && s->workers[slot].inflight > 0) s->workers[slot].inflight--;
+        if (slot >= 0 && slot < s->cap_workers && s->workers[slot].inflight > 0) {
+            s->workers[slot].inflight--;
+            s->workers[slot].kv_reserved = PX_MAX(0, s->workers[slot].kv_reserved - r->kv_need);
+        }
         if (release) send_release(s, slot, r->attempt);
     }
     px_u64map_del(&s->attempts, r->attempt);
@@ -183,7 +186,30 @@ void px_sched_abort_all(px_sched *s, const char *why) {
 
 /* ---- routing ---- */
 
-static int route_request(px_sched *s, px_route *out) {
+/* KV positions an attempt of r can reach: what it holds now plus what it may
+ * still generate (max_tokens, else up to the context), rounded up to whole
+ * blocks of the engine's default size. */
+#define KV_BLOCK_TOKENS 16
+static int64_t attempt_kv_need(const px_sched *s, const sreq *r) {
+    int64_t have = (int64_t)r->n_prompt + r->n_gen, ctx = PX_MAX(s->context_length, 1);
+    int64_t more = r->s.max_tokens > 0 ? (int64_t)r->s.max_tokens - r->n_gen : ctx;
+    int64_t need = PX_MIN(ctx, have + PX_MAX(more, 1));
+    return (need + KV_BLOCK_TOKENS - 1) / KV_BLOCK_TOKENS * KV_BLOCK_TOKENS;
+}
+
+/* How many requests a worker may hold (for the router: full when load >=
+ * max_load). With its KV size known: the ones it holds, plus as many more
+ * requests needing `need` positions as fit in what they have not reserved;
+ * an idle worker always takes one (if it cannot hold it, its stage says so). */
+static int worker_max_load(const sworker *w, int from_cluster, int64_t need) {
+    if (!w->kv_tokens) return from_cluster;
+    int64_t room = (int64_t)w->kv_tokens - w->kv_reserved;
+    int64_t more = room > 0 ? room / PX_MAX(need, 1) : 0;
+    if (w->inflight == 0) more = PX_MAX(more, 1);
+    return (int)PX_MIN((int64_t)w->inflight + more, INT32_MAX / 2);
+}
+
+static int route_request(px_sched *s, int64_t need, px_route *out) {
     if (!s->has_model) return -1;
     int n_slots = s->cap_workers, n = 0;
     px_route_slice *sl = px_calloc((size_t)n_slots + 1, sizeof *sl);
@@ -194,8 +220,7 @@ static int route_request(px_sched *s, px_route *out) {
         double lat = 1e-3;
         int max_load = 0;
         if (!px_cluster_node_status(s->cluster, i, &st)) lat = st.layer_latency, max_load = st.max_load;
-        /* the worker's real KV cache, once it reported it: requests that fit at full context length */
-        if (w->kv_tokens) max_load = (int)PX_MAX(1, (int64_t)w->kv_tokens / PX_MAX(s->context_length, 1));
+        max_load = worker_max_load(w, max_load, need); /* its real KV cache, once it reported it */
         sl[n++] = (px_route_slice){.node = i, .start = w->start, .end = w->end, .layer_latency = lat > 0 ? lat : 1e-3,
                                    .load = w->inflight, .max_load = max_load};
     }
@@ -237,13 +262,16 @@ static void sampling_to_wire(const px_sampling *s, Parallax__Sampling *out) {
 /* Routes r and starts a new attempt (not sent yet). 0, or 1 when no route exists now. */
 static int begin_attempt(px_sched *s, sreq *r) {
     px_route route;
-    if (route_request(s, &route)) return 1;
+    const int64_t need = attempt_kv_need(s, r);
+    if (route_request(s, need, &route)) return 1;
     r->attempt = s->next_attempt++;
     r->n_attempts++;
     r->n_route = route.n_stages;
+    r->kv_need = need;
     for (int k = 0; k < route.n_stages; k++) {
         r->route[k] = route.node[k];
         s->workers[route.node[k]].inflight++;
+        s->workers[route.node[k]].kv_reserved += need;
     }
     px_u64map_put(&s->attempts, r->attempt, r);
     r->state = RQ_RUNNING;

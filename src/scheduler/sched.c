@@ -538,6 +538,7 @@ static void reset_worker_for_model(sworker *w) {
     w->ready = false;
     w->manual = false;
     w->load = w->inflight = 0;
+    w->kv_reserved = 0;
     w->layer_latency = w->busy_seconds = 0;
     w->positions = w->bytes_in = w->bytes_out = w->items_in = w->steps = 0;
     w->kv_blocks_total = w->kv_blocks_used = 0;

@@ -68,6 +68,7 @@ typedef struct {
     uint64_t load_done, load_total; /* loading progress of its slice (heartbeats) */
     double first_hb_at, first_hb_busy; /* for the busy ratio */
     int inflight;                /* attempts routed through it */
+    int64_t kv_reserved;         /* KV positions those attempts may grow to (see attempt_kv_need) */
 } sworker;
 
 /* ---- requests ---- */
@@ -88,6 +89,7 @@ typedef struct sreq {
     void *user;
     int route[PX_NET_MAX_ROUTE]; /* slots */
     int n_route;
+    int64_t kv_need;             /* KV positions reserved on each stage of the current attempt */
     double t_submit, t_pending;
     struct sreq *next;           /* pending list / command queue */
 } sreq;

@@ -11,7 +11,7 @@
  *               "memory_bytes", "bandwidth", "flops", "load", "max_load",
  *               "inflight", "layer_latency_ms", "busy_ratio",
  *               "kv_blocks_total", "kv_blocks_used", "bytes_in", "bytes_out",
- *               "positions", "last_seen_s", "rtt_ms": {"peer": ms},
+ *               "positions", "steps", "last_seen_s", "rtt_ms": {"peer": ms},
  *               "load_done", "load_total" (bytes of its slice loaded, from
  *               its heartbeats), "progress" (load_done / load_total while it
  *               loads, 1 once it serves, null when unknown)}],
@@ -22,7 +22,7 @@
  * The join token is a secret: it is never here (GET /cluster/join, setup.c).
  * /metrics gets per-node and per-hop lines (labels node, from/to):
  *   parallax_node_ready, _load, _inflight, _layer_latency_seconds,
- *   _busy_seconds_total, _idle_ratio, _positions_total,
+ *   _busy_seconds_total, _idle_ratio, _positions_total, _steps_total,
  *   _activation_bytes_in_total / _out_total, _bytes_per_position,
  *   _kv_blocks_used; parallax_hop_rtt_seconds{from,to};
  *   parallax_cluster_workers, _available, _reroutes_total, _failed_total. */
@@ -71,6 +71,7 @@ static cJSON *node_json(px_sched *s, int i, double now) {
     cJSON_AddNumberToObject(o, "bytes_in", (double)w->bytes_in);
     cJSON_AddNumberToObject(o, "bytes_out", (double)w->bytes_out);
     cJSON_AddNumberToObject(o, "positions", (double)w->positions);
+    cJSON_AddNumberToObject(o, "steps", (double)w->steps);
     cJSON_AddNumberToObject(o, "last_seen_s", now - w->last_seen);
     cJSON_AddNumberToObject(o, "load_done", (double)w->load_done);
     cJSON_AddNumberToObject(o, "load_total", (double)w->load_total);
@@ -212,6 +213,8 @@ char *px_sched_metrics_text(void *ctx) {
     PER_NODE("node_idle_ratio", "gauge", "share of wall time the node's stage was idle since it joined", "%.4f",
              w->first_hb_at > 0 ? 1.0 - busy_ratio(w, now) : 1.0)
     PER_NODE("node_positions_total", "counter", "token positions computed", "%llu", (unsigned long long)w->positions)
+    PER_NODE("node_steps_total", "counter", "forward steps run (positions / steps = mean micro-batch size)", "%llu",
+             (unsigned long long)w->steps)
     PER_NODE("node_activation_bytes_in_total", "counter", "activation bytes received", "%llu",
              (unsigned long long)w->bytes_in)
     PER_NODE("node_activation_bytes_out_total", "counter", "activation bytes sent to the next stage", "%llu",
