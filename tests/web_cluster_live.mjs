@@ -193,7 +193,7 @@ try {
 
   step('chat');
   await page.click('#join-next');
-  t.check(await page.isVisible('#view-chat'), 'Next: chat opens the chat');
+  await until('Next: chat opens the chat', () => location.hash === '#/chat' && !document.getElementById('view-chat').hidden);
   await setTemperature0(page);
   const want = await greedy('Once upon a time');
   const got = await ask(page, 'Once upon a time', 1);
