@@ -26,8 +26,9 @@
 //                same text; the same model again only changes the node count
 //   access       with --api-key: setup needs the key (401 without, even on
 //                loopback), join and models are open to loopback; on a
-//                non-loopback address (when this machine has one) setup and
-//                join are refused (403) while /cluster/status stays open
+//                non-loopback address (when this machine has one) setup,
+//                join and models are refused (403) while /cluster/status
+//                stays open
 // Every process exits 0 on SIGTERM.
 //
 //   node tests/cluster_setup.mjs --parallax build/parallax --model ../shared/models/aidreams-260k --work /tmp/setup
@@ -254,7 +255,7 @@ try {
     r = await getJ(`${far}/cluster/status`);
     t.check(r.status === 200 && !r.body.includes(open.token), 'while the status stays open (without the token)');
     r = await getJ(`${far}/cluster/models`);
-    t.check(r.status === 200, 'and so does the model list (no API key set)');
+    t.check(errIs(r, 403, 'forbidden') && !r.body.includes(modelsDir), 'the model list (local paths) is refused too', r.body);
     r = await setup(`http://127.0.0.1:${open.port}`, { model: aidreams, nodes: 1 });
     t.check(r.status === 200, 'the same server accepts it from loopback', r.body);
     const e3 = await open.stop();

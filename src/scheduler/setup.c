@@ -25,8 +25,8 @@
  *                          needs the key (401), without one only loopback
  *                          clients may call it (403). join hands out the join
  *                          secret: loopback clients or the API key. models
- *                          lists local paths: open, or with an API key only
- *                          to loopback clients and the key. "Loopback" also
+ *                          lists local paths: loopback clients or the API
+ *                          key, like join. "Loopback" also
  *                          needs a loopback Host header (no DNS rebinding).
  * Errors are OpenAI error bodies with a status: 400 bad input, 401/403
  * access, 404 unknown model, 405 method, 409 busy. */
@@ -518,6 +518,10 @@ int px_sched_route(void *ctx, const px_server_call *c, char **json) {
     if (which == 1) {
         if (c->api_key_set && !c->api_key_ok && !c->loopback)
             return refuse(json, 401, "invalid_api_key", "this server runs with --api-key: send Authorization: Bearer KEY");
+        if (!c->api_key_set && !c->loopback)
+            return refuse(json, 403, "forbidden", "the model list shows the scheduler's local paths: only loopback "
+                                                  "clients or holders of the API key (start parallax run with "
+                                                  "--api-key) may read it");
         *json = px_sched_models_json(s);
         return 200;
     }
