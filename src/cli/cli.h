@@ -25,6 +25,9 @@ int px_cmd_bench_model(int argc, char **argv);
 /* Flag helpers: each prints "parallax: FLAG: ..." and returns false on bad input. */
 bool px_flag_int(const char *flag, const char *value, long min, long max, long *out);
 bool px_flag_float(const char *flag, const char *value, double min, double max, double *out);
+/* A memory size, "4G", "512M", "300KiB", "1073741824" (bytes, binary units):
+ * *bytes; or a fraction "0.3" (with a dot, <= 1): *fraction. The other is 0. */
+bool px_flag_memory(const char *flag, const char *value, int64_t *bytes, double *fraction);
 /* Parses "1,2,3" into a new array (free it); false on a malformed list. */
 bool px_flag_int_list(const char *flag, const char *value, int32_t **out, int *count);
 /* Returns argv[*i + 1] and advances *i, or prints "FLAG needs a value" and returns NULL. */

@@ -40,25 +40,6 @@ static void print_help(void) {
            PX_BEACON_PORT);
 }
 
-static bool parse_kv(const char *v, px_worker_options *o) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || !(x > 0)) return px_usage_error("--kv-cache-memory: '%s' is not a size or fraction", v), false;
-    if (!*end && x <= 1 && strchr(v, '.')) return o->kv_fraction = x, true;
-    double mult = 1;
-    switch (toupper((unsigned char)*end)) {
-    case 0: break;
-    case 'K': mult = 1024.0; break;
-    case 'M': mult = 1024.0 * 1024; break;
-    case 'G': mult = 1024.0 * 1024 * 1024; break;
-    case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
-    default: return px_usage_error("--kv-cache-memory: unknown unit in '%s' (K, M, G, T)", v), false;
-    }
-    o->kv_cache_bytes = (int64_t)(x * mult);
-    return true;
-}
-
 static int parse_args(int argc, char **argv, px_worker_options *o) {
     px_worker_options_defaults(o);
     o->token = getenv("PARALLAX_JOIN_TOKEN");
@@ -84,7 +65,7 @@ static int parse_args(int argc, char **argv, px_worker_options *o) {
         else if (!strcmp(f, "--beacon-port")) ok = px_flag_int(f, v, 1, 65535, &beacon_port);
         else if (!strcmp(f, "--memory")) ok = px_flag_float(f, v, 1, 1e18, &memory);
         else if (!strcmp(f, "--join-timeout")) ok = px_flag_float(f, v, 0.1, 1e9, &timeout);
-        else if (!strcmp(f, "--kv-cache-memory")) ok = parse_kv(v, o);
+        else if (!strcmp(f, "--kv-cache-memory")) ok = px_flag_memory("--kv-cache-memory", v, &o->kv_cache_bytes, &o->kv_fraction);
         else return px_usage_error("join: unknown flag '%s' (see parallax join --help)", f);
         if (!ok) return 2;
     }

@@ -52,28 +52,6 @@ static void print_help(void) {
            "(docs/server.md).\n");
 }
 
-/* "4G", "512M", "1073741824" (bytes, binary units) or "0.3" (fraction). */
-static bool parse_kv_memory(const char *v, serve_args *a) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || !(x > 0)) return px_usage_error("--kv-cache-memory: '%s' is not a size or fraction", v), false;
-    if (!*end && x <= 1 && strchr(v, '.')) return a->kv_fraction = x, true;
-    double mult = 1;
-    switch (toupper((unsigned char)*end)) {
-    case 0: break;
-    case 'K': mult = 1024.0; break;
-    case 'M': mult = 1024.0 * 1024; break;
-    case 'G': mult = 1024.0 * 1024 * 1024; break;
-    case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
-    default: return px_usage_error("--kv-cache-memory: unknown unit in '%s' (K, M, G, T)", v), false;
-    }
-    if (*end && end[1] && strcasecmp(end + 1, "B") && strcasecmp(end + 1, "iB"))
-        return px_usage_error("--kv-cache-memory: unknown unit in '%s'", v), false;
-    a->kv_bytes = (int64_t)(x * mult);
-    return true;
-}
-
 static int parse_int_flag(const char *f, const char *v, serve_args *a) {
     struct { const char *name; long *out; long lo, hi; } ints[] = {
         {"--port", &a->port, 0, 65535}, {"-t", &a->threads, 1, 1024}, {"--threads", &a->threads, 1, 1024},
@@ -93,7 +71,7 @@ static int parse_flag(const char *f, const char *v, serve_args *a) {
     else if (!strcmp(f, "--api-key")) a->api_key = v;
     else if (!strcmp(f, "--served-model-name")) a->name = v;
     else if (!strcmp(f, "--revision")) a->revision = v;
-    else if (!strcmp(f, "--kv-cache-memory")) return parse_kv_memory(v, a) ? 0 : 2;
+    else if (!strcmp(f, "--kv-cache-memory")) return px_flag_memory("--kv-cache-memory", v, &a->kv_bytes, &a->kv_fraction) ? 0 : 2;
     else if (!strcmp(f, "--dtype")) {
         if ((a->dtype = px_dtype_parse(v)) < 0) return px_usage_error("--dtype: unknown dtype '%s' (f32, f16, bf16, q8_0, q4_0)", v);
     } else return px_usage_error("serve: unknown flag '%s' (see parallax serve --help)", f);

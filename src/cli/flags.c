@@ -2,10 +2,13 @@
  * name the flag. */
 #include "cli.h"
 #include "px_base.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 int px_usage_error(const char *fmt, ...) {
     va_list ap;
@@ -81,5 +84,27 @@ bool px_flag_int_list(const char *flag, const char *value, int32_t **out, int *c
     }
     *out = ids;
     *count = n;
+    return true;
+}
+
+bool px_flag_memory(const char *flag, const char *v, int64_t *bytes, double *fraction) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || !(x > 0)) return px_usage_error("%s: '%s' is not a size or fraction", flag, v), false;
+    if (!*end && x <= 1 && strchr(v, '.')) return *fraction = x, *bytes = 0, true;
+    double mult = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 0: break;
+    case 'K': mult = 1024.0; break;
+    case 'M': mult = 1024.0 * 1024; break;
+    case 'G': mult = 1024.0 * 1024 * 1024; break;
+    case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
+    default: return px_usage_error("%s: unknown unit in '%s' (K, M, G, T)", flag, v), false;
+    }
+    if (*end && end[1] && strcasecmp(end + 1, "B") && strcasecmp(end + 1, "iB"))
+        return px_usage_error("%s: unknown unit in '%s'", flag, v), false;
+    *bytes = (int64_t)(x * mult);
+    *fraction = 0;
     return true;
 }

@@ -34,6 +34,7 @@
 #ifndef PX_NET_H
 #define PX_NET_H
 
+#include "engine.h"
 #include "parallax.pb-c.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -180,6 +181,12 @@ int px_net_send_raw(px_sock *s, const char *to, const uint8_t *hdr, size_t hdr_l
 /* Sends an Error{code, message} (and our version). */
 int px_net_send_error(px_sock *s, const char *to, const char *sender, Parallax__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* ---- sampling parameters (sampling.c) ---- */
+/* px_sampling <-> Parallax__Sampling; the arrays are shared, not copied, so
+ * the source must outlive the result. from_wire starts from the defaults. */
+void px_net_sampling_to_wire(const px_sampling *s, Parallax__Sampling *out);
+void px_net_sampling_from_wire(const Parallax__Sampling *in, px_sampling *s);
 
 /* ---- LAN discovery (beacon.c) ---- */
 

@@ -238,27 +238,6 @@ static int route_request(px_sched *s, int64_t need, px_route *out) {
     return rc;
 }
 
-static void sampling_to_wire(const px_sampling *s, Parallax__Sampling *out) {
-    parallax__sampling__init(out);
-    out->temperature = s->temperature;
-    out->top_k = s->top_k;
-    out->top_p = s->top_p;
-    out->min_p = s->min_p;
-    out->repetition_penalty = s->repetition_penalty;
-    out->presence_penalty = s->presence_penalty;
-    out->frequency_penalty = s->frequency_penalty;
-    out->seed = s->seed;
-    out->has_seed = s->has_seed;
-    out->top_logprobs = s->top_logprobs;
-    out->n_logit_bias_ids = out->n_logit_bias_values = (size_t)s->n_logit_bias;
-    out->logit_bias_ids = (int32_t *)s->logit_bias_ids;
-    out->logit_bias_values = (float *)s->logit_bias_values;
-    out->max_tokens = s->max_tokens;
-    out->ignore_eos = s->ignore_eos;
-    out->n_stop_ids = (size_t)s->n_stop_ids;
-    out->stop_ids = (int32_t *)s->stop_ids;
-}
-
 /* Routes r and starts a new attempt (not sent yet). 0, or 1 when no route exists now. */
 static int begin_attempt(px_sched *s, sreq *r) {
     px_route route;
@@ -300,7 +279,7 @@ static int send_attempt(px_sched *s, uint64_t attempt, bool more) {
     Parallax__Forward f;
     Parallax__Sampling sw;
     parallax__forward__init(&f);
-    sampling_to_wire(&r->s, &sw);
+    px_net_sampling_to_wire(&r->s, &sw);
     f.req = r->attempt, f.epoch = r->n_attempts, f.route = ids, f.n_route = (size_t)r->n_route, f.hop = 0;
     f.pos = 0, f.tokens = r->tokens, f.n_tokens = (size_t)(r->n_prompt + r->n_gen);
     f.start = true, f.n_prompt = (uint32_t)r->n_prompt, f.total = (uint32_t)(r->n_prompt + r->n_gen);

@@ -44,48 +44,6 @@ void px_worker_fail_request(px_worker *w, uint64_t req, uint32_t epoch, const ch
     px_log_debug("worker: request %llu failed here: %s", (unsigned long long)req, text);
 }
 
-static void sampling_from_wire(const Parallax__Sampling *in, px_sampling *s) {
-    px_sampling_defaults(s);
-    s->temperature = in->temperature;
-    s->top_k = in->top_k;
-    s->top_p = in->top_p;
-    s->min_p = in->min_p;
-    s->repetition_penalty = in->repetition_penalty;
-    s->presence_penalty = in->presence_penalty;
-    s->frequency_penalty = in->frequency_penalty;
-    s->seed = in->seed;
-    s->has_seed = in->has_seed;
-    s->top_logprobs = in->top_logprobs;
-    s->n_logit_bias = (int)in->n_logit_bias_ids;
-    s->logit_bias_ids = in->logit_bias_ids;
-    s->logit_bias_values = in->logit_bias_values;
-    s->max_tokens = in->max_tokens;
-    s->ignore_eos = in->ignore_eos;
-    s->n_stop_ids = (int)in->n_stop_ids;
-    s->stop_ids = in->stop_ids;
-}
-
-static void sampling_to_wire(const px_sampling *s, Parallax__Sampling *out) {
-    parallax__sampling__init(out);
-    out->temperature = s->temperature;
-    out->top_k = s->top_k;
-    out->top_p = s->top_p;
-    out->min_p = s->min_p;
-    out->repetition_penalty = s->repetition_penalty;
-    out->presence_penalty = s->presence_penalty;
-    out->frequency_penalty = s->frequency_penalty;
-    out->seed = s->seed;
-    out->has_seed = s->has_seed;
-    out->top_logprobs = s->top_logprobs;
-    out->n_logit_bias_ids = out->n_logit_bias_values = (size_t)s->n_logit_bias;
-    out->logit_bias_ids = (int32_t *)s->logit_bias_ids;
-    out->logit_bias_values = (float *)s->logit_bias_values;
-    out->max_tokens = s->max_tokens;
-    out->ignore_eos = s->ignore_eos;
-    out->n_stop_ids = (size_t)s->n_stop_ids;
-    out->stop_ids = (int32_t *)s->stop_ids;
-}
-
 /* ---- in ---- */
 
 void px_worker_on_forward(px_worker *w, const Parallax__Forward *f, const void *act, size_t act_len) {
@@ -135,7 +93,7 @@ void px_worker_on_forward(px_worker *w, const Parallax__Forward *f, const void *
         px_stage_set_pipeline_depth(w->stage, w->pipeline_depth);
     }
     if (f->start) {
-        sampling_from_wire(f->sampling, &s);
+        px_net_sampling_from_wire(f->sampling, &s);
         it.sampling = &s;
         it.n_prompt = (int32_t)f->n_prompt;
     }
@@ -164,7 +122,7 @@ static void send_forward(px_worker *w, const px_stage_item *item, char **route, 
     f.more = item->more;
     if (item->pos == 0 && item->sampling) {
         f.start = true;
-        sampling_to_wire(item->sampling, &sw);
+        px_net_sampling_to_wire(item->sampling, &sw);
         f.sampling = &sw;
         f.n_prompt = (uint32_t)(item->n_prompt ? item->n_prompt : item->n);
     }
