@@ -89,6 +89,9 @@ hit=$(( $(metric prefix_cache_hits_tokens_total) - hit0 ))
 "$px" bench -u "$url/v1" -c 2 --requests 4 --prompt-tokens 8 -n 4 -q >"$tmp/text.out" 2>&1 && ok || bad "text prompts: $(cat "$tmp/text.out")"
 "$px" bench -u "$url" --chat -c 1 --requests 1 -n 4 -q >"$tmp/chat.out" 2>&1
 [ $? -eq 1 ] && grep -q "chat template" "$tmp/chat.out" && ok || bad "chat without a template: $(cat "$tmp/chat.out")"
+# a report that cannot be written (full disk) fails the run with a message, never a crash
+"$px" bench -u "$url" -c 1 --requests 2 --prompt-tokens 8 -n 4 -q --json /dev/full >"$tmp/full.out" 2>&1
+[ $? -eq 1 ] && grep -q -- "--json: cannot write /dev/full: No space left" "$tmp/full.out" && ok || bad "--json /dev/full: $(cat "$tmp/full.out")"
 
 # usage errors: exit 2, one line naming the flag
 expect_usage() { # word -- args...

@@ -67,6 +67,8 @@ expect_error "vocabulary" -- generate -m "$model" --ids 1,99999
 expect_error "context" -- generate -m "$model" --ids "$(seq -s, 1 200)"
 expect_error "unknown command" -- frobnicate
 expect_error "needs a value" -- generate -m
+# a full disk is an error, not a crash: /dev/full fails at the flush in fclose
+expect_error "--logits-out" "/dev/full" -- generate -m "$model" --ids 1,303 -n 1 --logits-out /dev/full
 
 rm -rf "$tmp"
 echo "$passed passed, $failed failed"

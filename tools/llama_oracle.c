@@ -24,6 +24,7 @@
 #include "llama.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,7 +248,9 @@ int main(int argc, char **argv) {
         }
     if (logits_out) {
         FILE *f = fopen(logits_out, "wb");
-        if (!f || fwrite(logits, sizeof(float), (size_t)n_vocab, f) != (size_t)n_vocab || fclose(f) != 0) {
+        bool wrote = f && fwrite(logits, sizeof(float), (size_t)n_vocab, f) == (size_t)n_vocab;
+        if (f && fclose(f) != 0) wrote = false;
+        if (!wrote) {
             fprintf(stderr, "llama_oracle: cannot write %s: %s\n", logits_out, strerror(errno));
             return 1;
         }

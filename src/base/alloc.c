@@ -68,3 +68,13 @@ char *px_read_file(const char *path, size_t *len_out) {
     if (len_out) *len_out = len;
     return buf;
 }
+
+int px_write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return px_error_set("%s: %s", path, strerror(errno)), -1;
+    bool wrote = fwrite(data, 1, len, f) == len;
+    int saved = errno;
+    if (fclose(f) != 0 && wrote) wrote = false, saved = errno;
+    if (!wrote) return px_error_set("%s: %s", path, strerror(saved)), -1;
+    return 0;
+}

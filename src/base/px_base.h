@@ -43,6 +43,9 @@ void *px_aligned_alloc(size_t n); /* 64-byte aligned, zeroed */
 void px_aligned_free(void *p);
 /* Reads a whole file into a NUL-terminated buffer; NULL + error on failure. */
 char *px_read_file(const char *path, size_t *len_out);
+/* Writes len bytes to path (created or truncated): 0, or -1 + error naming the
+ * path and the reason (a full disk shows up at the final flush, and is caught). */
+int px_write_file(const char *path, const void *data, size_t len);
 
 /* ---- thread pool ---- */
 typedef struct px_pool px_pool;

@@ -556,12 +556,13 @@ static int write_json(const bench_args *a, const level_result *r, int n) {
     }
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
-    FILE *f = fopen(a->json_out, "w");
-    bool ok = f && fputs(s, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f) != 0) ok = false;
+    size_t len = strlen(s);
+    s = px_realloc(s, len + 1); /* cJSON allocates with malloc */
+    s[len++] = '\n';
+    int rc = px_write_file(a->json_out, s, len);
     free(s);
-    if (!ok) fprintf(stderr, "parallax: --json: cannot write %s\n", a->json_out);
-    return ok ? 0 : -1;
+    if (rc) fprintf(stderr, "parallax: --json: cannot write %s\n", px_error_get());
+    return rc;
 }
 
 /* ---- flags ---- */

@@ -127,13 +127,8 @@ static int run_tokens(session *s, const int32_t *tokens, int n, int start) {
 }
 
 static int write_logits(const char *path, const float *logits, int vocab) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(logits, sizeof(float), (size_t)vocab, f) != (size_t)vocab || fclose(f)) {
-        if (f) fclose(f);
-        fprintf(stderr, "parallax: --logits-out: cannot write %s\n", path);
-        return -1;
-    }
-    return 0;
+    if (px_write_file(path, logits, sizeof(float) * (size_t)vocab) == 0) return 0;
+    return px_error_set("--logits-out: cannot write %s", px_error_get()), -1;
 }
 
 /* Prints a token as soon as it makes complete text (or its id without a tokenizer). */

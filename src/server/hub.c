@@ -293,10 +293,8 @@ static int write_ref(const char *repo_dir, const char *rev, const char *sha) {
     snprintf(path, sizeof path, "%s/refs/%s", repo_dir, rev);
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
     if (make_parent_dirs(path)) return -1;
-    FILE *f = fopen(tmp, "w");
-    if (!f || fputs(sha, f) < 0 || fclose(f) || rename(tmp, path)) {
-        return px_error_set("hub: cannot write %s", path), -1;
-    }
+    if (px_write_file(tmp, sha, strlen(sha))) return px_error_set("hub: cannot write %s", px_error_get()), -1;
+    if (rename(tmp, path)) return unlink(tmp), px_error_set("hub: cannot rename to %s: %s", path, strerror(errno)), -1;
     return 0;
 }
 
