@@ -113,6 +113,14 @@ function ensureModel(o, name, gen) {
   return { hfDir, gguf, genSecs: null };
 }
 
+// PX_DROP_MODELS=1 (set by .ci/run): a fresh clone gains nothing from keeping
+// gigabytes of models for a next run, and a shared disk may be short of them.
+function dropModel(o, name) {
+  for (const p of [path.join(o.models, name), path.join(o.models, `${name}.gguf`), path.join(o.models, `${name}.stamp`)]) {
+    fs.rmSync(p, { recursive: true, force: true });
+  }
+}
+
 function readF32(p) {
   const b = fs.readFileSync(p);
   return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
@@ -205,6 +213,7 @@ function main() {
         if (status !== 'ok') failed++;
         if (failed && !o.keepGoing) break;
       }
+      if (process.env.PX_DROP_MODELS === '1') dropModel(o, name);
       if (failed && !o.keepGoing) break;
     }
   } finally {

@@ -230,6 +230,14 @@ static inline void put_rows(const segment *s, int64_t m, int64_t n0, int64_t nr,
         memcpy(yr, out, (size_t)nr * sizeof(float));
 }
 
+/* The tile size that splits n tokens into the fewest tiles of at most max_t,
+ * evenly: 8 tokens run as 4 + 4, not 6 + 2 (a small last tile has too few
+ * independent FMA chains to hide their latency: 6 + 2 measured 19% slower). */
+static inline int64_t balanced_tile(int64_t n, int64_t max_t) {
+    const int64_t tiles = (n + max_t - 1) / max_t;
+    return (n + tiles - 1) / tiles;
+}
+
 /* rows [r0, r1) of a float weight (r0 a multiple of 16), every token.
  * AVX2: panels as stored (weights loaded by the model are), or chunks of a
  * row-major weight packed into f32 panels once and run against every block
@@ -267,11 +275,12 @@ static void float_rows(const mm_job *job, const segment *s, int64_t r0, int64_t 
                         wpan[q] = wbase + (size_t)((p + q * PX_PANEL) * K) * wes;
                         if (u) upan[q] = ubase + (size_t)((p + q * PX_PANEL) * K) * ues;
                     }
-                    for (int64_t m = mb; m < me; m += 6) {
-                        const int T = (int)PX_MIN((int64_t)(P > 1 ? M : 6), me - m);
+                    const int64_t tsize = P > 1 ? M : balanced_tile(me - mb, 6);
+                    for (int64_t m = mb, T = 0; m < me; m += T) {
+                        T = PX_MIN(tsize, me - m);
                         float out[6 * 4 * PX_PANEL], uo[6 * 4 * PX_PANEL];
-                        ptile(job->x + m * K, K, T, P, wpan, wt, out);
-                        if (u) ptile(job->x + m * K, K, T, P, upan, ut, uo);
+                        ptile(job->x + m * K, K, (int)T, P, wpan, wt, out);
+                        if (u) ptile(job->x + m * K, K, (int)T, P, upan, ut, uo);
                         for (int t = 0; t < T; t++)
                             put_rows(s, m + t, p, nr, out + t * P * PX_PANEL, u ? uo + t * P * PX_PANEL : NULL);
                     }
@@ -308,8 +317,9 @@ static void quant_groups(const mm_job *job, const segment *s, int64_t g0, int64_
         for (int64_t mb = 0; mb < M; mb += mblock)
             for (int64_t g = c0; g < PX_MIN(g1, c0 + chunk); g++) {
                 const int64_t n0 = g * PX_QROWS, nr = PX_MIN((int64_t)PX_QROWS, N - n0);
-                for (int64_t m0 = mb; m0 < PX_MIN(M, mb + mblock); m0 += max_t) {
-                    int T = (int)PX_MIN((int64_t)max_t, M - m0);
+                const int64_t me = PX_MIN(M, mb + mblock), tsize = balanced_tile(me - mb, max_t);
+                for (int64_t m0 = mb; m0 < me; m0 += tsize) {
+                    const int T = (int)PX_MIN(tsize, me - m0);
                     fn(wdata + (size_t)g * gb, nb, &job->act, m0, T, out);
                     if (updata) fn(updata + (size_t)g * gb, nb, &job->act, m0, T, up);
                     for (int t = 0; t < T; t++)
