@@ -16,8 +16,8 @@
 #                     workers that switch to another model without restarting
 #   cluster_netns     (root; label netns) scheduler and workers in separate
 #                     network namespaces over veth: exactness 1-4 stages,
-#                     `-s auto` via the LAN beacon, a WAN-like link (tc netem,
-#                     or a delaying relay when netem is missing) that routing avoids
+#                     `-s auto` via the LAN beacon, WAN-like links (10 ms from
+#                     tools/link_delay, 100 Mbit/s from tc tbf) that routing avoids
 if(NOT TARGET parallax OR NOT TARGET px_scheduler OR NOT TARGET px_worker)
   return()
 endif()
@@ -44,5 +44,5 @@ add_test(NAME cluster_setup COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node $
 set_tests_properties(cluster_setup PROPERTIES LABELS model SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL TRUE)
 
 # root only (network namespaces); skips itself (77) without root or iproute2
-add_test(NAME cluster_netns COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_netns.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --work ${PX_CLUSTER_OUT}/netns")
+add_test(NAME cluster_netns COMMAND sh -c "${PX_CLUSTER_NODE_GUARD}; exec node ${CMAKE_CURRENT_SOURCE_DIR}/cluster_netns.mjs --parallax $<TARGET_FILE:parallax> --model ${PX_AIDREAMS} --link-delay $<TARGET_FILE:link_delay> --work ${PX_CLUSTER_OUT}/netns")
 set_tests_properties(cluster_netns PROPERTIES LABELS "model;netns" SKIP_RETURN_CODE 77 TIMEOUT 600 RUN_SERIAL TRUE)

@@ -7,12 +7,14 @@
 //     reference prompts = parallax serve (run on the host's loopback); the
 //     workers of the 2-stage case find the scheduler with `-s auto` (the
 //     UDP beacon on the bridge), the others with -s 10.77.N.1:PORT
-//   - WAN: with tc netem (10 ms delay, 100 Mbit/s) on the links of two of
-//     four workers (two replicas of each half of the model), answers stay
-//     exact and, once RTTs are measured, sequential requests all take the
-//     low-RTT chain. Skipped (with a note) when the kernel has no netem.
-//   node tests/cluster_netns.mjs --parallax BUILD/parallax --model AIDREAMS
-import { execFileSync, spawnSync } from 'node:child_process';
+//   - WAN: the links of two of four workers (two replicas of each half of
+//     the model) get 10 ms of delay and 100 Mbit/s: answers stay exact and,
+//     once RTTs are measured, sequential requests all take the low-RTT chain.
+//     The delay comes from tools/link_delay, a layer-2 wire spliced in
+//     between the worker's veth and the bridge (the kernels here have no tc
+//     netem); the rate from tc tbf on the worker's interface.
+//   node tests/cluster_netns.mjs --parallax BUILD/parallax --model AIDREAMS --link-delay BUILD/tools/link_delay
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { harness, parseArgs, startServer, skipUnless } from './server_common.mjs';
@@ -34,7 +36,10 @@ const made = [];
 const ip = (...args) => execFileSync('ip', args, { stdio: 'pipe' }).toString();
 const inNs = (ns, cmd, ...args) => execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: 'pipe' }).toString();
 
+const delayLines = [];
+
 function cleanup() {
+  for (const p of delayLines) p.kill('SIGTERM');
   for (const ns of made.reverse()) spawnSync('ip', ['netns', 'del', ns]);
   made.length = 0;
 }
@@ -57,6 +62,24 @@ function setupNet(n) {
     ip('-n', ns, 'link', 'set', 'eth0', 'up');
     ip('-n', ns, 'link', 'set', 'lo', 'up');
   }
+}
+
+// Splices a wire with `ms` of delay (frames leaving namespace i) between
+// namespace i's veth and the bridge, and limits what i sends to 100 Mbit/s.
+async function addWanLink(i, ms) {
+  ip('-n', BR, 'link', 'set', `v${i}`, 'nomaster');
+  ip('-n', BR, 'link', 'add', `x${i}`, 'type', 'veth', 'peer', 'name', `y${i}`);
+  ip('-n', BR, 'link', 'set', `y${i}`, 'master', 'br0', 'up');
+  ip('-n', BR, 'link', 'set', `x${i}`, 'up');
+  inNs(nsName(i), 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', '100mbit', 'burst', '64kb', 'latency', '50ms');
+  const p = spawn('ip', ['netns', 'exec', BR, o.linkDelay, `v${i}`, `x${i}`, `${ms}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  delayLines.push(p);
+  let err = '';
+  await new Promise((resolve, reject) => {
+    p.stderr.on('data', (d) => { err += d; if (err.includes('\n')) resolve(); });
+    p.on('exit', (code) => reject(new Error(`link_delay exited ${code}: ${err}`)));
+  });
+  if (!/ms, /.test(err)) throw new Error(`link_delay did not start: ${err}`);
 }
 
 // HTTP inside the scheduler's namespace, through curl.
@@ -112,16 +135,14 @@ async function runCluster(k, { auto = false, label } = {}) {
 
 for (const k of [1, 2, 3, 4]) await runCluster(k, { auto: k === 2, label: `${k} stages across namespaces${k === 2 ? ' (-s auto)' : ''}` });
 
-// ---- WAN: netem on two of four workers; routing prefers the fast chain ----
-const netem = spawnSync('ip', ['netns', 'exec', nsName(3), 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'netem', 'delay', '10ms', 'rate', '100mbit']);
-if (netem.status !== 0) {
-  console.log(`cluster_netns: WAN part SKIPPED: tc netem is not available here (${netem.stderr.toString().trim()})`);
-} else {
-  spawnSync('ip', ['netns', 'exec', nsName(4), 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'netem', 'delay', '10ms', 'rate', '100mbit']);
+// ---- WAN: 10 ms + 100 Mbit/s on two of four workers; routing prefers the fast chain ----
+{
+  await addWanLink(3, 10);
+  await addWanLink(4, 10);
   const sched = await startScheduler(o.parallax, o.model, ['--wire-dtype', 'f32', '--cluster-host', '0.0.0.0', '--no-beacon'],
     { ns: nsName(0), stateDir: state, host: '0.0.0.0' });
   const url = `http://127.0.0.1:${sched.port}`;
-  // fast chain: a1 [0,2) in ns1 + b1 [2,4) in ns2; slow: a2 in ns3, b2 in ns4 (10 ms each way on their links)
+  // fast chain: a1 [0,2) in ns1 + b1 [2,4) in ns2; slow: a2 in ns3, b2 in ns4 (10 ms on what they send)
   const spec = [['a1', 1, 0, 2], ['b1', 2, 2, 4], ['a2', 3, 0, 2], ['b2', 4, 2, 4]];
   const workers = spec.map(([id, n, s, e]) => startWorker(o.parallax, sched, ['--start-layer', `${s}`, '--end-layer', `${e}`,
     '--node-id', id, '-t', '1'], { ns: nsName(n), addr: `${ipOf(0)}:${sched.clusterPort}` }));
@@ -130,9 +151,9 @@ if (netem.status !== 0) {
     'RTT measurements', 60000);
   const rtt = Object.fromEntries(st.nodes.map((n) => [n.id, n.rtt_ms]));
   console.log(`cluster_netns: measured RTTs (ms): ${JSON.stringify(rtt)}`);
-  // netem delays what leaves a2's and b2's interfaces: 10 ms between a2 or b2 and
-  // the fast pair, 20 ms between a2 and b2
-  h.check(rtt.a2.b1 > 8 && rtt.a1.b2 > 8 && rtt.a2.b2 > 16 && rtt.a1.b1 < 5, 'netem links measure 10-20 ms RTT, the others < 5 ms', rtt);
+  // the delay is on what a2 and b2 send: 10 ms between a2 or b2 and the fast
+  // pair, 20 ms between a2 and b2
+  h.check(rtt.a2.b1 > 8 && rtt.a1.b2 > 8 && rtt.a2.b2 > 16 && rtt.a1.b1 < 5, 'delayed links measure 10-20 ms RTT, the others < 5 ms', rtt);
   const before = Object.fromEntries(st.nodes.map((n) => [n.id, n.positions]));
   for (let i = 0; i < ref.length; i++) {
     const got = nsGreedy(nsName(0), url, ref[i], 32);
