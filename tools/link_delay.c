@@ -7,7 +7,8 @@
  * that arrives on IF_A leaves on IF_B MS_A_TO_B milliseconds later, and the
  * other way round after MS_B_TO_A (default 0). Frames keep their order in each
  * direction. Rate limits are left to tc tbf on the endpoints, which every
- * kernel here has. Runs until SIGTERM or SIGINT.
+ * kernel here has. Runs until SIGTERM or SIGINT, until the process that
+ * started it ends, or until an interface disappears (its namespace deleted).
  *
  * How: one raw AF_PACKET socket per interface, in promiscuous mode, with
  * PACKET_VNET_HDR so a large GSO frame (veth passes 64 KiB segments) travels
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -136,6 +138,7 @@ int main(int argc, char **argv) {
     if (a < 0 || b < 0) return 1;
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a test killed mid-run leaves no wire behind */
     direction dir[2] = {{.in_fd = a, .out_fd = b, .delay_ns = ab}, {.in_fd = b, .out_fd = a, .delay_ns = ba}};
     unsigned char *buf = malloc(MAX_FRAME);
     fprintf(stderr, "link_delay: %s -> %s %.1f ms, %s -> %s %.1f ms\n", argv[1], argv[2], ab / 1e6, argv[2], argv[1], ba / 1e6);
@@ -148,6 +151,17 @@ int main(int argc, char **argv) {
         struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
         int timeout_ms = wait < 0 ? 200 : (int)((wait + 999999) / 1000000);
         if (poll(p, 2, timeout_ms) < 0 && errno != EINTR) return perror("link_delay: poll"), 1;
+        if ((p[0].revents | p[1].revents) & (POLLERR | POLLHUP | POLLNVAL) &&
+            (!if_nametoindex(argv[1]) || !if_nametoindex(argv[2]))) {
+            fprintf(stderr, "link_delay: an interface is gone; stopping\n");
+            break;
+        }
+        for (int i = 0; i < 2; i++) /* reading SO_ERROR clears a pending error (link down) */
+            if (p[i].revents & POLLERR) {
+                int e;
+                socklen_t el = sizeof e;
+                getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &e, &el);
+            }
         if (p[0].revents & POLLIN) take_arrivals(&dir[0], buf);
         if (p[1].revents & POLLIN) take_arrivals(&dir[1], buf);
     }
