@@ -14,9 +14,10 @@
  *
  * Float weights (AVX2): panels of 16 rows stored k-major (as the loader packs
  * them; row-major weights are packed on the fly, chunk by chunk). The tile
- * kernel broadcasts x[t][k] and multiply-adds it into 16 rows at once: 6
- * tokens x 1 panel, or for decode 1 token x 4 panels / 2 x 2, so there are
- * always enough independent chains. Each output is one FMA chain over k in
+ * kernel broadcasts x[t][k] and multiply-adds it into 16 rows at once: up
+ * to 6 tokens x 1 panel (a batch split into even tiles: 8 tokens as 4 + 4),
+ * or for decode 1 token x 4 panels / 2 x 2, so there are always enough
+ * independent chains. Each output is one FMA chain over k in
  * order whatever the tile, so the result does not depend on thread count, on
  * where a row falls in a tile, or on the other tokens of the batch. Portable
  * C: one dot product per output.
