@@ -12,6 +12,7 @@
 // Test controls: hub.log (every request: method, url, range, auth), hub.cutNext
 // (file name -> byte count: the next GET of that file is cut off after that
 // many bytes), hub.corrupt (file names whose LFS bytes are served altered),
+// hub.stall (file name -> ms: every GET of it sends half, pauses, sends the rest),
 // repo options {token: required bearer token, revisions: {name: sha}}.
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -34,7 +35,7 @@ function gitBlobSha1(buf) {
 
 // repos: {"org/name": {dir, token?, revisions?}}
 export async function startFakeHub(repos) {
-  const hub = { log: [], cutNext: {}, corrupt: new Set(), repos: {} };
+  const hub = { log: [], cutNext: {}, corrupt: new Set(), stall: {}, repos: {} };
   for (const [id, r] of Object.entries(repos)) {
     const files = {};
     for (const f of listFiles(r.dir)) {
@@ -75,6 +76,13 @@ export async function startFakeHub(repos) {
     if (cut !== undefined) {
       delete hub.cutNext[file.name];
       res.write(body.subarray(0, Math.max(0, cut - start)), () => res.destroy());
+      return;
+    }
+    const stall = hub.stall[file.name];
+    if (stall !== undefined) {
+      const half = body.length >> 1;
+      res.write(body.subarray(0, half));
+      setTimeout(() => res.end(body.subarray(half)), stall);
       return;
     }
     res.end(body);

@@ -9,7 +9,7 @@
 // relative snapshot symlinks, refs/main), only the needed files fetched,
 // identical bytes, reuse without downloads, offline use (HF_HUB_OFFLINE and an
 // unreachable hub), resume after a cut connection and from a partial
-// .incomplete file (Range requests), a corrupted LFS download rejected by its
+// .incomplete file (Range requests), two processes sharing one cache, a corrupted LFS download rejected by its
 // sha256, gated repos and HF_TOKEN, unknown repos and revisions, and finally
 // `parallax serve -m test-org/aidreams` answering a completion.
 import { execFile } from 'node:child_process';
@@ -104,6 +104,23 @@ async function testResumePartialFile() {
   h.check(r.code === 0 && fs.readFileSync(path.join(r.out, 'model.safetensors')).equals(f.data), 'the resumed blob is identical');
 }
 
+// Two processes (two workers on one machine) fetch the same repo into one cache
+// at once: the second waits for the first's blob instead of writing the same
+// .incomplete file beside it.
+async function testConcurrentDownloads() {
+  const home = freshHome('concurrent');
+  hub.stall['model.safetensors'] = 700;
+  const from = hub.log.length;
+  const [a, b] = await Promise.all([run([REPO, '--quiet'], env(home)), run([REPO, '--quiet'], env(home))]);
+  delete hub.stall['model.safetensors'];
+  const gets = hub.log.slice(from).filter((l) => l.url.startsWith('/cdn/') && l.method === 'GET');
+  h.check(a.code === 0 && b.code === 0 && a.out === b.out, 'two processes fetching one repo into one cache both succeed',
+    { a: a.err, b: b.err });
+  h.check(gets.length === 1, 'their shared blob is downloaded once', gets);
+  const want = hub.repos[REPO].files['model.safetensors'].data;
+  h.check(a.code === 0 && fs.readFileSync(path.join(a.out, 'model.safetensors')).equals(want), 'and is identical');
+}
+
 async function testCorrupt() {
   const home = freshHome('corrupt');
   hub.corrupt.add('model.safetensors');
@@ -147,6 +164,7 @@ try {
   await testReuse(home);
   await testResumeAfterCut();
   await testResumePartialFile();
+  await testConcurrentDownloads();
   await testCorrupt();
   await testAuthAndErrors();
   await testServe(home);

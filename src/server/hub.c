@@ -5,7 +5,9 @@
  * (HEAD /REPO/resolve/SHA/FILE names its blob by ETag, then a resumable GET
  * into blobs/ETAG.incomplete, a sha256 check for LFS files, a rename and a
  * relative symlink from the snapshot). refs/REV records the commit last, so a
- * snapshot that refs point to is complete. See hub.h for the layout. */
+ * snapshot that refs point to is complete. A blob is fetched under a flock()
+ * in CACHE/.locks/, so processes sharing one cache fetch it once. See hub.h
+ * for the layout. */
 #include "hub.h"
 #include "hub_internal.h"
 #include "px_base.h"
@@ -16,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -241,7 +245,26 @@ static bool is_sha256(const char *e) {
     return true;
 }
 
-/* Downloads blobs/ETAG unless present; 0 or -1 + error. */
+/* Takes the lock of blob ETAG of repo_dir: CACHE/.locks/models--ORG--NAME/ETAG.lock,
+ * where huggingface_hub keeps its own, held with flock() until the returned
+ * descriptor is closed (also by a crash). Several processes on one machine (a
+ * scheduler and workers) may fetch one repo at once; the lock makes the later
+ * ones wait and then find the blob in place. -1 + error when it cannot be taken. */
+static int lock_blob(const char *repo_dir, const char *etag, const char *file, bool progress) {
+    const char *base = strrchr(repo_dir, '/');
+    char path[4096];
+    snprintf(path, sizeof path, "%.*s/.locks/%s/%s.lock", (int)(base - repo_dir), repo_dir, base + 1, etag);
+    if (make_parent_dirs(path)) return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return px_error_set("hub: cannot open %s: %s", path, strerror(errno)), -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+    if (progress) px_log_info("hub: %s: another process is downloading it; waiting", file);
+    while (flock(fd, LOCK_EX))
+        if (errno != EINTR) return px_error_set("hub: cannot lock %s: %s", path, strerror(errno)), close(fd), -1;
+    return fd;
+}
+
+/* Downloads blobs/ETAG unless present; 0 or -1 + error. Call with the blob's lock. */
 static int fetch_blob(const px_hub_conn *c, const char *url, const char *blob, const px_hub_head_info *hi,
                       const char *file) {
     if (is_file(blob)) return 0;
@@ -263,12 +286,15 @@ static int fetch_blob(const px_hub_conn *c, const char *url, const char *blob, c
     return rc;
 }
 
+/* snapshots/SHA/FILE -> ../../blobs/ETAG, made beside it and renamed over it,
+ * so a process that links the same file at the same moment never fails. */
 static int link_snapshot(const char *snap_file, const char *etag) {
-    char target[256];
+    char target[256], tmp[4200];
     snprintf(target, sizeof target, "../../blobs/%s", etag);
-    unlink(snap_file);
-    if (symlink(target, snap_file))
-        return px_error_set("hub: cannot link %s: %s", snap_file, strerror(errno)), -1;
+    snprintf(tmp, sizeof tmp, "%s.link%d", snap_file, (int)getpid());
+    unlink(tmp);
+    if (symlink(target, tmp) || rename(tmp, snap_file))
+        return px_error_set("hub: cannot link %s: %s", snap_file, strerror(errno)), unlink(tmp), -1;
     return 0;
 }
 
@@ -283,8 +309,11 @@ static int fetch_file(const px_hub_conn *c, const char *repo, const char *repo_d
     if (hi.status >= 400) return px_error_set("hub: %s/%s: HTTP %ld", repo, file, hi.status), -1;
     if (!etag_ok(hi.etag)) return px_error_set("hub: %s/%s: the hub sent no usable ETag", repo, file), -1;
     snprintf(blob, sizeof blob, "%s/blobs/%s", repo_dir, hi.etag);
-    if (fetch_blob(c, url, blob, &hi, file)) return -1;
-    return link_snapshot(snap, hi.etag);
+    int lock = lock_blob(repo_dir, hi.etag, file, c->progress);
+    if (lock < 0) return -1;
+    int rc = fetch_blob(c, url, blob, &hi, file);
+    close(lock);
+    return rc ? rc : link_snapshot(snap, hi.etag);
 }
 
 static int write_ref(const char *repo_dir, const char *rev, const char *sha) {

@@ -5,6 +5,7 @@
  *   CACHE/models--ORG--NAME/blobs/ETAG              file contents
  *   CACHE/models--ORG--NAME/snapshots/COMMIT/FILE   -> ../../blobs/ETAG
  *   CACHE/models--ORG--NAME/refs/REVISION           the commit REVISION points to
+ *   CACHE/.locks/models--ORG--NAME/ETAG.lock         flock()ed while ETAG downloads
  *
  * CACHE is $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
  * else ~/.cache/huggingface/hub. The hub is $HF_ENDPOINT (default
@@ -15,7 +16,9 @@
  * templates and *.safetensors (+ index). A file already in the snapshot is not
  * fetched again; an interrupted download resumes from its
  * blobs/ETAG.incomplete file with an HTTP Range request (also retried within
- * one run); LFS files are checked against their sha256. When the hub cannot be
+ * one run); LFS files are checked against their sha256. Processes that share
+ * a cache (workers on one machine) download each blob once: the others wait
+ * on its lock. When the hub cannot be
  * reached, a previously downloaded snapshot of the revision is used.
  *
  * This is a small part of its own (library px_hub): it knows nothing of the
